@@ -1,0 +1,136 @@
+"""``python -m bench [--quick] [--no-reference] [--only a,b]``: run the benchmark.
+
+Order: our gateway (``bench/config.yaml``, data in a temp folder) through every scenario, then
+the reference ``langgraph dev`` (installed into ``bench/.venv-ref`` on first use) through the
+same scenarios, then the physical limits. Prints the table and the issue-6 targets and writes
+``bench/results/<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench.budget import FULL, QUICK, Budget
+from bench.client import Clients
+from bench.growth import growth
+from bench.limits import measure_limits
+from bench.reference import ensure_reference, reference_version
+from bench.report import format_table, format_targets, table_rows, targets, write_json
+from bench.runs import get_ok, sse_rate, stream_first_event, wait_scenarios
+from bench.servers import Server, start_gateway, start_reference
+from bench.streams import fanout, idle_streams
+
+SCENARIOS = ("wait", "get_ok", "stream", "sse", "fanout", "idle", "growth")
+
+
+async def bench_server(server: Server, b: Budget, only: set[str]) -> dict[str, Any]:
+    """Every selected scenario against one server; a failing scenario records its error."""
+    out: dict[str, Any] = {}
+    async with Clients(server.url) as clients:
+        steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+            "wait": lambda: wait_scenarios(clients, b),
+            "get_ok": lambda: get_ok(clients, b),
+            "stream": lambda: stream_first_event(clients, b),
+            "sse": lambda: sse_rate(clients, b),
+            "fanout": lambda: fanout(clients, server.rss_kb, b),
+            "idle": lambda: idle_streams(clients, server.rss_kb, b),
+            "growth": lambda: growth(clients, b),
+        }
+        out["rss_start_mb"] = server.rss_kb() / 1024
+        for name, step in steps.items():
+            if name not in only:
+                continue
+            t0 = time.perf_counter()
+            try:
+                out[name] = await step()
+            except Exception as exc:  # keep going: one broken scenario must not hide the rest
+                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                print(f"  {server.name} {name}: FAILED {exc!r}", flush=True)
+            print(f"  {server.name} {name}: {time.perf_counter() - t0:.1f}s", flush=True)
+        out["rss_end_mb"] = server.rss_kb() / 1024
+    return out
+
+
+def _run_server(start: Callable[[], Server], b: Budget, only: set[str]) -> dict[str, Any]:
+    server = start()
+    try:
+        return asyncio.run(bench_server(server, b, only))
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter budgets, fewer samples")
+    parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                        help="also benchmark langgraph dev (installed on first use)")
+    parser.add_argument("--only", default=",".join(SCENARIOS + ("limits",)),
+                        help="comma list of: " + ", ".join(SCENARIOS + ("limits",)))
+    parser.add_argument("--keep-tmp", action="store_true", help="keep data folders and logs")
+    args = parser.parse_args(argv)
+    b = QUICK if args.quick else FULL
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    if load_start[0] > 0.5 * (os.cpu_count() or 1):
+        print(f"note: load average {load_start[0]:.1f} before the run; other processes share "
+              "the CPUs, expect noise (the ratios measured side by side are what count)")
+    results: dict[str, Any] = {}
+    notes: list[str] = []
+    try:
+        print("our gateway ...", flush=True)
+        results["ours"] = _run_server(lambda: start_gateway(tmp), b, only)
+        if args.reference:
+            langgraph, why = ensure_reference()
+            if langgraph is None:
+                notes.append(f"reference skipped: {why}")
+                print(notes[-1], flush=True)
+            else:
+                print(f"reference (langgraph-api {reference_version()}) ...", flush=True)
+                results["reference"] = _run_server(lambda: start_reference(tmp, langgraph),
+                                                   b, only)
+        else:
+            notes.append("reference skipped: --no-reference")
+        if "limits" in only:
+            print("physical limits ...", flush=True)
+            results["limits"] = asyncio.run(measure_limits(tmp, b))
+    finally:
+        if args.keep_tmp:
+            print(f"logs and data kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    rows = table_rows(results)
+    goals = targets(results)
+    print()
+    print(format_table(rows))
+    print("\ntargets of issue 6 (our gateway):")
+    print(format_targets(goals))
+    for note in notes:
+        print("note:", note)
+    path = write_json({
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": args.quick,
+        "elapsed_s": time.perf_counter() - started,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "platform": platform.platform(), "loadavg_start": load_start,
+                    "loadavg_end": os.getloadavg()},
+        "reference_version": reference_version() if "reference" in results else None,
+        "notes": notes, "results": results, "table": rows, "targets": goals,
+    })
+    print(f"\nwrote {path} ({time.perf_counter() - started:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP edge of the run gateway: Starlette routes, SSE, request models, settings, errors."""

@@ -1,0 +1,58 @@
+"""``gateway serve [--config PATH] [--host H] [--port P]``: run the server with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+
+from gateway.app import begin_shutdown, create_app
+from gateway.settings import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gateway`` console command; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the configured graphs over HTTP")
+    serve.add_argument("--config", default="config.yaml",
+                       help="config.yaml or langgraph.json (default: ./config.yaml)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config, host=args.host, port=args.port)
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                            log_level=args.log_level,
+                            timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))
+    server = GatewayServer(config, on_exit=lambda: begin_shutdown(app))
+    server.run()
+    return 0
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, telling the runtime to stop admitting runs as soon as a SIGTERM or
+    Ctrl-C arrives (shutdown step 1), before uvicorn waits for open connections."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

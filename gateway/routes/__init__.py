@@ -1,0 +1,1 @@
+"""Route modules: system, assistants, threads, runs. Each exposes ``routes``."""

@@ -1,0 +1,144 @@
+"""Settings: ``config.yaml`` or an existing ``langgraph.json``, parsed once into frozen values.
+
+``config.yaml`` keys (all optional but ``graphs``)::
+
+    graphs: {chat_agent: ./examples/chat_agent.py:graph}
+    env: .env                    # KEY=VALUE file loaded into os.environ (existing keys win)
+    data_dir: ./data             # SQLite files; "memory" keeps everything in memory
+    bridge: memory               # or sqlite: every event also kept in data_dir/events.sqlite
+    host: 127.0.0.1
+    port: 8123
+    max_concurrent_runs: 32
+    max_attempts: 3
+    stream_retention_s: 120
+    max_events_per_run: 10000
+    ping_interval_s: 5
+    shutdown_timeout_s: 10
+    cors: {allow_origins: ["*"], allow_headers: []}
+
+A ``langgraph.json`` contributes ``graphs`` and ``env`` (a file path or a mapping). Relative paths
+resolve against the config file's folder. Environment overrides: ``GATEWAY_DATA_DIR``,
+``GATEWAY_HOST``, ``GATEWAY_PORT``, ``GATEWAY_MAX_CONCURRENT_RUNS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runtime.bridge import BridgeLimits
+from runtime.core import RuntimeConfig
+from runtime.spec import RunLimits
+
+
+class SettingsError(Exception):
+    """The configuration file is missing or invalid; the message names the file and field."""
+
+
+class CorsSettings(BaseModel):
+    """CORS for browser clients (``useStream`` on another origin)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    allow_origins: list[str] = Field(default_factory=lambda: ["*"])
+    allow_headers: list[str] = Field(default_factory=list)
+
+
+class Settings(BaseModel):
+    """The parsed configuration (frozen)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    graphs: dict[str, str]
+    env: str | dict[str, str] | None = None
+    data_dir: str = "./data"
+    bridge: Literal["memory", "sqlite"] = "memory"
+    host: str = "127.0.0.1"
+    port: int = Field(8123, ge=0, le=65535)
+    max_concurrent_runs: int = Field(32, ge=1)
+    max_attempts: int = Field(3, ge=1)
+    stream_retention_s: float = Field(120.0, ge=0)
+    max_events_per_run: int = Field(10_000, ge=10)
+    ping_interval_s: float = Field(5.0, gt=0)
+    shutdown_timeout_s: float = Field(10.0, ge=0)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    base_dir: Path = Path(".")
+
+    def runtime_config(self) -> RuntimeConfig:
+        """The runtime's part of the settings."""
+        data_dir = None if self.data_dir == "memory" else (self.base_dir / self.data_dir)
+        return RuntimeConfig(
+            graphs=dict(self.graphs),
+            base_dir=self.base_dir,
+            data_dir=data_dir,
+            bridge=BridgeLimits(self.max_events_per_run, self.stream_retention_s),
+            limits=RunLimits(
+                max_concurrent_runs=self.max_concurrent_runs,
+                handle_retention_s=self.stream_retention_s,
+                shutdown_timeout_s=self.shutdown_timeout_s,
+            ),
+            max_attempts=self.max_attempts,
+            bridge_kind=self.bridge,
+        )
+
+
+def _load_env_file(path: Path) -> None:
+    if not path.is_file():
+        raise SettingsError(f"env file {path} does not exist")
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        os.environ.setdefault(key.strip().removeprefix("export "), value.strip().strip("'\""))
+
+
+_ENV_OVERRIDES = {
+    "GATEWAY_DATA_DIR": "data_dir",
+    "GATEWAY_HOST": "host",
+    "GATEWAY_PORT": "port",
+    "GATEWAY_MAX_CONCURRENT_RUNS": "max_concurrent_runs",
+}
+
+
+def load_settings(path: Path | str = "config.yaml", **overrides: Any) -> Settings:
+    """Read ``path`` (YAML, or JSON for ``*.json`` such as ``langgraph.json``).
+
+    ``overrides`` (e.g. ``host``, ``port`` from the command line) win over environment
+    variables, which win over the file. Loads the ``env`` file into ``os.environ``.
+
+    Raises:
+        SettingsError: missing file, bad syntax, or an invalid field (named in the message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"config file {path} does not exist")
+    try:
+        text = path.read_text()
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: expected a mapping at the top level")
+    if path.suffix == ".json":  # langgraph.json: keep what we understand
+        raw = {k: raw[k] for k in ("graphs", "env") if k in raw}
+    for env_name, key in _ENV_OVERRIDES.items():
+        if os.environ.get(env_name):
+            raw[key] = os.environ[env_name]
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw["base_dir"] = path.resolve().parent
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(f"{path}: {where}: {first['msg']}") from exc
+    if isinstance(settings.env, str):
+        _load_env_file(settings.base_dir / settings.env)
+    elif isinstance(settings.env, dict):
+        for key, value in settings.env.items():
+            os.environ.setdefault(key, str(value))
+    return settings

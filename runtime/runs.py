@@ -1,0 +1,584 @@
+"""RunManager: admission, multitask strategies, the scheduler, cancel, wait and join.
+
+Flow of a run (design.md section 2): ``create()`` admits it atomically in the store as
+``pending`` and opens its event log; the scheduler starts the oldest pending run of a thread as
+soon as the thread has no running run and a slot under ``max_concurrent_runs`` is free; the run
+executes as a child of the runtime's task group and is stopped by one cancellation; its terminal
+status and
+the thread it leaves are written in one transaction, and only then is its log closed.
+
+Invariants:
+1. One ``_RunHandle`` per admitted run, registered before ``create()`` returns, so a cancel can
+   always find it; it never leaves ``runtime/``.
+2. Cancel is a durable intent (``runs.cancel_action``) plus a local signal (design.md 4.3).
+3. A thread's next run starts only after the previous one has left ``running`` and written
+   (or, for rollback, deleted) its checkpoints.
+4. Shutdown is not a user cancel: a run stopped by shutdown goes back to ``pending``.
+
+Deliberate differences from the reference (protocol.md section 10):
+5. Runs start immediately (no queue polling); runs on different threads run concurrently.
+6. The thread status is recomputed in the store after every change, so rollback never leaves a
+   thread ``busy`` and cancelling a queued run never marks a busy thread ``idle``.
+
+Deliberate difference from design.md section 5 ("each run owns a CancelScope"):
+7. A user cancel is delivered as ONE ``CancelledError`` to the run's task (``Task.cancel``,
+   then ``uncancel``), not through an anyio cancel scope. LangGraph's clean-up awaits its
+   in-flight checkpoint writes (``AsyncBackgroundExecutor.__aexit__``); a level-triggered anyio
+   scope cancels that await too, so writes landed after the rollback had deleted checkpoints
+   (found by the rollback tests). Shutdown still cancels through the task group's scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from runtime.bridge import FROM_START, Cursor, MemoryStreamBridge
+from runtime.checkpointer import Saver, delete_run_checkpoints
+from runtime.errors import BadRequest, NothingToCancel, RunNotFound, Unavailable
+from runtime.graphs import GraphRegistry
+from runtime.ids import now_iso, uuid7
+from runtime.serialization import dumps
+from runtime.spec import RunLimits, RunSpec
+from runtime.store import SqliteStore
+from runtime.types import (
+    CancelAction,
+    MultitaskStrategy,
+    Run,
+    RunStatus,
+    StreamEvent,
+    StreamGap,
+    ThreadOutcome,
+    ThreadStatus,
+)
+from runtime.worker import RunResult, execute_run, read_outcome
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _RunHandle:
+    """Live state of one admitted run (never leaves ``runtime/``)."""
+
+    run: Run
+    done: anyio.Event = field(default_factory=anyio.Event)
+    task: asyncio.Task[Any] | None = None
+    executing: bool = False  # inside execute_run: a cancel is delivered to ``task``
+    signalled: bool = False  # a user cancel was delivered
+    finalizing: bool = False  # execution over; the terminal status is being written
+    cancel_action: CancelAction | None = None
+    result_body: bytes | None = None
+    not_before_ts: float = 0.0
+
+
+def _result_body(result: RunResult, outcome: ThreadOutcome | None) -> bytes:
+    """The ``/wait`` and ``/join`` body: final values, or ``{"__error__": {...}}``."""
+    if result.error is not None:
+        return dumps({"__error__": result.error})
+    if result.values is not None:
+        return dumps(result.values)
+    return dumps(outcome.values if outcome and outcome.values is not None else {})
+
+
+def _finished_before_cancel(run: Run, outcome: ThreadOutcome) -> bool:
+    """True if a cancel arrived after the graph had written its final checkpoint: the run's
+    work is complete, so it is ``success``, not ``interrupted`` (a cancel racing the end)."""
+    return outcome.complete and outcome.head_run_id == run.run_id
+
+
+class RunManager:
+    """Creates, schedules, cancels and awaits runs. Build it with ``runtime.core.open_runtime``.
+
+    Args:
+        store: the SQLite RunStore/ThreadStore.
+        bridge: the StreamBridge.
+        graphs: the graph registry.
+        checkpointer: the saver the graphs use.
+        limits: concurrency and timing bounds.
+    """
+
+    def __init__(
+        self, store: SqliteStore, bridge: MemoryStreamBridge, graphs: GraphRegistry,
+        checkpointer: Saver, limits: RunLimits,
+    ) -> None:
+        self.store = store
+        self.bridge = bridge
+        self.graphs = graphs
+        self.checkpointer = checkpointer
+        self.limits = limits
+        self._handles: dict[str, _RunHandle] = {}
+        self._queue: dict[str, _RunHandle] = {}  # pending runs in admission order
+        self._running_threads: set[str] = set()
+        self._active = 0
+        self._wake = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self.accepting = True
+        self.shutdown_started_at = 0.0
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def run_scheduler(self, tg: TaskGroup) -> None:
+        """The scheduler loop; runs until cancelled. Starts runs as children of ``tg``."""
+        self._tg = tg
+        while True:
+            self._wake = anyio.Event()
+            try:
+                delay_s = await self._dispatch()
+            except Exception:  # a store error must not stop scheduling for good
+                logger.exception("scheduler: dispatch failed; retrying")
+                delay_s = 0.5
+            with anyio.move_on_after(delay_s):
+                await self._wake.wait()
+
+    async def _dispatch(self) -> float:
+        """Start every startable pending run; returns seconds until a delayed run is due."""
+        if not self.accepting:
+            return math.inf
+        now = time.monotonic()
+        next_due = math.inf
+        blocked: set[str] = set()
+        for run_id, handle in list(self._queue.items()):
+            if self._active >= self.limits.max_concurrent_runs:
+                break
+            thread_id = handle.run.thread_id
+            if thread_id in self._running_threads or thread_id in blocked:
+                blocked.add(thread_id)
+                continue
+            if handle.not_before_ts > now:
+                next_due = min(next_due, handle.not_before_ts - now)
+                blocked.add(thread_id)
+                continue
+            del self._queue[run_id]
+            self._running_threads.add(thread_id)
+            self._active += 1
+            with anyio.CancelScope(shield=True):
+                started = await self.store.mark_running(run_id)
+            if started is None:  # cancelled (or deleted) before it could start
+                self._release(thread_id)
+                continue
+            handle.run = started
+            assert self._tg is not None
+            self._tg.start_soon(self._execute, handle, name=f"run {run_id}")
+        return next_due
+
+    def adopt(self, run: Run) -> None:
+        """Queue a pending run found in the store at start-up (recovery), in call order."""
+        handle = _RunHandle(run)
+        self.bridge.open(run.run_id, run.thread_id)
+        self._handles[run.run_id] = handle
+        self._queue[run.run_id] = handle
+        self._wake.set()
+
+    async def fail_recovered(self, run: Run, max_attempts: int) -> None:
+        """End a recovered run that has used up its attempts with ``error``."""
+        error = {
+            "error": "MaxAttemptsExceeded",
+            "message": f"run was interrupted by a server crash {max_attempts} times; giving up",
+        }
+        await self.store.requeue_run(run.run_id)
+        outcome = await self._outcome(run, error)
+        await self.store.finish_run(run.run_id, run.thread_id, RunStatus.ERROR, outcome)
+
+    def begin_shutdown(self) -> None:
+        """Shutdown step 1: admit no more runs and start no queued ones. Idempotent."""
+        if self.accepting:
+            self.accepting = False
+            self.shutdown_started_at = time.monotonic()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Shutdown step 2: wait until no run is executing, at most ``timeout_s`` after
+        ``begin_shutdown``; queued runs stay pending."""
+        deadline = self.shutdown_started_at + timeout_s
+        with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+            for handle in list(self._handles.values()):
+                if handle.run.run_id not in self._queue and not handle.done.is_set():
+                    await handle.done.wait()
+
+    def _release(self, thread_id: str) -> None:
+        self._running_threads.discard(thread_id)
+        self._active -= 1
+        self._wake.set()
+
+    # ---- create --------------------------------------------------------------------------
+
+    async def create(self, spec: RunSpec) -> Run:
+        """Admit a run (``POST /threads/{id}/runs`` and its stream/wait/stateless variants).
+
+        Returns:
+            The stored run, status ``pending``.
+
+        Raises:
+            InvalidAssistant / AssistantNotFound: unknown assistant.
+            ThreadNotFound: missing thread and ``if_not_exists`` is not ``create``.
+            ThreadBusy: ``multitask_strategy=reject`` on a busy thread.
+            BadRequest: resume without a thread; both ``context`` and ``configurable``.
+            Unavailable: the runtime is shutting down.
+        """
+        if not self.accepting:
+            raise Unavailable("The server is shutting down and accepts no new runs.")
+        assistant = self.graphs.resolve(spec.assistant_id)
+        if spec.thread_id is None and spec.command and "resume" in spec.command:
+            raise BadRequest("You must provide a thread_id when resuming.")
+        if spec.context and (spec.config.get("configurable") or {}):
+            raise BadRequest(
+                "Cannot specify both configurable and context. Prefer setting context alone. "
+                "Context was introduced in LangGraph 0.6.0 and is the long term planned "
+                "replacement for configurable."
+            )
+        run = self._new_run(spec, assistant.assistant_id, assistant.graph_id)
+        handle = _RunHandle(run, not_before_ts=time.monotonic() + max(spec.after_seconds, 0.0))
+        with anyio.CancelScope(shield=True):  # admitted => registered, even if the client left
+            active = await self.store.admit_run(
+                run,
+                create_thread=spec.thread_id is None or spec.if_not_exists == "create",
+                thread_metadata={"graph_id": assistant.graph_id} if spec.thread_id else {},
+                require_interrupted=bool(spec.command and "resume" in spec.command),
+            )
+            self.bridge.open(run.run_id, run.thread_id)
+            self._handles[run.run_id] = handle
+            self._queue[run.run_id] = handle
+            if spec.multitask_strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
+                action = CancelAction(str(spec.multitask_strategy))
+                for other in active:
+                    await self._cancel_active(other, action)
+        self._wake.set()
+        return run
+
+    def _new_run(self, spec: RunSpec, assistant_id: str, graph_id: str) -> Run:
+        run_id = uuid7()
+        thread_id = spec.thread_id or uuid7()
+        now = now_iso()
+        config = {**spec.config}
+        configurable = {**(config.get("configurable") or {}), **spec.context}
+        configurable.update(run_id=run_id, thread_id=thread_id, graph_id=graph_id,
+                            assistant_id=assistant_id)
+        config["configurable"] = configurable
+        kwargs: dict[str, Any] = {
+            "input": spec.input,
+            "command": spec.command,
+            "config": config,
+            "context": spec.context,
+            "stream_mode": list(spec.stream_mode),
+            "interrupt_before": spec.interrupt_before,
+            "interrupt_after": spec.interrupt_after,
+            "webhook": None,
+            "feedback_keys": None,
+            "temporary": spec.thread_id is None,
+            "subgraphs": spec.stream_subgraphs,
+            "resumable": spec.stream_resumable,
+            "checkpoint": spec.checkpoint,
+            "durability": spec.durability,
+        }
+        not_before = None
+        if spec.after_seconds > 0:
+            not_before = (datetime.now(UTC) + timedelta(seconds=spec.after_seconds)).isoformat()
+        return Run(
+            run_id=run_id,
+            thread_id=thread_id,
+            assistant_id=assistant_id,
+            graph_id=graph_id,
+            status=RunStatus.PENDING,
+            metadata={**spec.metadata, "graph_id": graph_id, "assistant_id": assistant_id},
+            kwargs=kwargs,
+            multitask_strategy=spec.multitask_strategy,
+            created_at=now,
+            updated_at=now,
+            on_completion=spec.on_completion or ("delete" if spec.thread_id is None else "keep"),
+            not_before=not_before,
+        )
+
+    # ---- execution -----------------------------------------------------------------------
+
+    async def _execute(self, handle: _RunHandle) -> None:
+        run = handle.run
+        graph = self.graphs.graph(run.graph_id)
+        result = RunResult()
+        task = asyncio.current_task()
+        assert task is not None
+        handle.task = task
+        try:
+            if handle.cancel_action is None:  # cancelled before it started: never runs
+                handle.executing = True
+                try:
+                    result = await execute_run(
+                        graph, run, lambda ev, data: self.bridge.publish(run.run_id, ev, data)
+                    )
+                except asyncio.CancelledError:
+                    if not handle.signalled:
+                        raise
+                finally:
+                    handle.executing = False
+                if handle.signalled and task.cancelling():
+                    task.uncancel()  # the user cancel was consumed (difference 7)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):  # shutdown: back to pending, not a failure
+                await self._requeue_after_shutdown(handle)
+            raise
+        with anyio.move_on_after(self.limits.finalize_timeout_s, shield=True):
+            try:
+                await self._finalize(handle, result)
+            except Exception:  # invariant 8: nothing escapes a run task but cancellation
+                logger.exception("run %s: finalization failed", run.run_id)
+
+    async def _finalize(self, handle: _RunHandle, result: RunResult) -> None:
+        handle.finalizing = True  # before any await: cancels from now on find nothing to do
+        run = handle.run
+        try:
+            settled = getattr(self.checkpointer, "settled", None)
+            if settled is not None and handle.cancel_action is not None:
+                await settled(run.thread_id)  # the cancelled graph's last writes have landed
+            if handle.cancel_action == CancelAction.ROLLBACK:
+                await delete_run_checkpoints(self.checkpointer, run.thread_id, run.run_id)
+                outcome = await self._outcome(run, None)
+                await self.store.delete_run(run.run_id, run.thread_id, outcome)
+                self.bridge.discard(run.run_id)
+                handle.result_body = dumps(outcome.values or {})
+                self._handles.pop(run.run_id, None)  # deleted: reads must 404
+                return
+            outcome = await self._outcome(run, result.error)
+            if result.error:
+                status = RunStatus.ERROR
+            elif handle.cancel_action is None or _finished_before_cancel(run, outcome):
+                status = RunStatus.SUCCESS
+            else:
+                status = RunStatus.INTERRUPTED
+            handle.result_body = _result_body(result, outcome)
+            await self.store.finish_run(run.run_id, run.thread_id, status, outcome)
+            handle.run = run.replace(status=status, updated_at=now_iso())
+            if run.on_completion == "delete":
+                await self._delete_thread_data(run.thread_id)
+        finally:
+            self.bridge.close(run.run_id)
+            handle.done.set()
+            self._release(run.thread_id)
+            self._forget_later(run.run_id)
+
+    async def _outcome(self, run: Run, error: dict[str, str] | None) -> ThreadOutcome:
+        graph = self.graphs.graph(run.graph_id)
+        try:
+            return await read_outcome(graph, run, error)
+        except Exception:
+            logger.exception("run %s: reading the final state failed", run.run_id)
+            return ThreadOutcome(ThreadStatus.ERROR if error else ThreadStatus.IDLE, None, {},
+                                 error, run.graph_id, run.assistant_id)
+
+    async def _requeue_after_shutdown(self, handle: _RunHandle) -> None:
+        """Put a run interrupted by shutdown back to ``pending`` for the next start."""
+        await self.store.requeue_run(handle.run.run_id)
+        self.bridge.abort(handle.run.run_id)  # streams break (not a clean end): clients retry
+        handle.done.set()
+
+    def _forget_later(self, run_id: str) -> None:
+        def forget() -> None:
+            self._handles.pop(run_id, None)
+
+        asyncio.get_running_loop().call_later(self.limits.handle_retention_s, forget)
+
+    async def _delete_thread_data(self, thread_id: str) -> None:
+        try:
+            await self.store.delete_thread(thread_id)
+        except Exception:  # already deleted
+            logger.debug("thread %s already gone", thread_id)
+        await self.checkpointer.adelete_thread(thread_id)
+
+    # ---- cancel --------------------------------------------------------------------------
+
+    async def cancel(
+        self, thread_id: str, run_id: str, action: CancelAction = CancelAction.INTERRUPT,
+        wait: bool = False,
+    ) -> bytes | None:
+        """Cancel a pending or running run (``POST /threads/{t}/runs/{r}/cancel``).
+
+        Returns:
+            With ``wait``: the run's result body once it has stopped; else None.
+
+        Raises:
+            NothingToCancel: the run is finished, deleted or unknown (404 as the reference).
+        """
+        handle = self._handles.get(run_id)
+        run = handle.run if handle else await self.store.get_run(run_id, thread_id)
+        if run is None or run.thread_id != thread_id or run.status.is_terminal:
+            raise NothingToCancel()
+        await self._cancel_active(run, action)
+        if wait and handle is not None:
+            await handle.done.wait()
+            return handle.result_body or b"{}"
+        return None
+
+    async def cancel_many(
+        self, action: CancelAction, *, run_ids: list[str] | None = None,
+        thread_id: str | None = None, status: str = "all",
+    ) -> int:
+        """Bulk cancel (``POST /runs/cancel``): the given runs, or a thread's active runs
+        (``status`` ``pending``/``running``/``all``). Returns how many were cancelled.
+
+        Raises:
+            NothingToCancel: nothing matched.
+        """
+        if run_ids:
+            candidates = [r for r in [await self.store.get_run(i) for i in run_ids] if r]
+            if thread_id:
+                candidates = [r for r in candidates if r.thread_id == thread_id]
+        else:
+            candidates = await self.store.active_runs(thread_id)
+        if status != "all":
+            candidates = [r for r in candidates if r.status == status]
+        count = 0
+        for run in candidates:
+            if run.status.is_terminal:
+                continue
+            try:
+                await self._cancel_active(run, action)
+                count += 1
+            except NothingToCancel:
+                continue
+        if count == 0:
+            raise NothingToCancel()
+        return count
+
+    async def _cancel_active(self, run: Run, action: CancelAction) -> None:
+        """Record the intent, then signal: never starts if pending, stops if running.
+
+        The in-memory decision is taken before any await, so it is atomic with respect to the
+        run's own finalization: either ``_finalize`` sees the intent, or the cancel finds the
+        run already finishing and raises NothingToCancel (the run completed).
+        """
+        handle = self._handles.get(run.run_id)
+        queued = False
+        if handle is not None:
+            if handle.finalizing or handle.done.is_set():
+                raise NothingToCancel()
+            if handle.cancel_action is None or action == CancelAction.ROLLBACK:
+                handle.cancel_action = action
+            queued = self._queue.pop(run.run_id, None) is not None
+        if not await self.store.set_cancel_action(run.run_id, action):
+            raise NothingToCancel()
+        if handle is None:  # owned by no live task (left by an earlier process)
+            await self.store.finish_run(run.run_id, run.thread_id, RunStatus.INTERRUPTED, None)
+            return
+        if queued:  # never started
+            if action == CancelAction.ROLLBACK:
+                await self.store.delete_run(run.run_id, run.thread_id)
+                self.bridge.discard(run.run_id)
+                self._handles.pop(run.run_id, None)
+            else:
+                await self.store.finish_run(run.run_id, run.thread_id, RunStatus.INTERRUPTED,
+                                            None)
+                handle.run = run.replace(status=RunStatus.INTERRUPTED)
+                self.bridge.close(run.run_id)
+            handle.result_body = b"{}"
+            handle.done.set()
+            self._forget_later(run.run_id)
+            self._wake.set()
+        else:
+            self._signal(handle)
+
+    @staticmethod
+    def _signal(handle: _RunHandle) -> None:
+        """Deliver one cancellation to a run that is executing (difference 7)."""
+        if handle.executing and not handle.signalled and handle.task is not None:
+            handle.signalled = True
+            handle.task.cancel()
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    async def get(self, thread_id: str, run_id: str) -> Run:
+        """The run (live state wins over the store). Raises RunNotFound."""
+        handle = self._handles.get(run_id)
+        if handle is not None and handle.run.thread_id == thread_id:
+            if handle.run.status == RunStatus.PENDING and handle.run.run_id not in self._queue:
+                stored = await self.store.get_run(run_id, thread_id)
+                if stored is not None:
+                    return stored
+            return handle.run
+        run = await self.store.get_run(run_id, thread_id)
+        if run is None:
+            raise RunNotFound(run_id, "Not Found")
+        return run
+
+    async def wait_result(self, thread_id: str, run_id: str, timeout_s: float) -> bytes | None:
+        """The ``/join`` body of a run once it has ended, or None if ``timeout_s`` passed first.
+
+        Safe to call again after a timeout. Raises RunNotFound for an unknown run and
+        Unavailable for a run put back to ``pending`` by a shutdown.
+        """
+        handle = self._handles.get(run_id)
+        if handle is not None and handle.run.thread_id == thread_id:
+            with anyio.move_on_after(timeout_s):
+                await handle.done.wait()
+            if handle.done.is_set() and handle.result_body is None:
+                raise Unavailable("The server shut down; the run resumes after the restart.")
+            return handle.result_body if handle.done.is_set() else None
+        run = await self.store.get_run(run_id, thread_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if not run.status.is_terminal:
+            await anyio.sleep(timeout_s)  # owned by no live task: recovery will pick it up
+            return None
+        thread = await self.store.get_thread(thread_id)
+        if run.status == RunStatus.ERROR and thread.error:
+            return dumps({"__error__": thread.error})
+        body: dict[str, Any] = dict(thread.values or {})
+        interrupts = [i for items in (thread.interrupts or {}).values() for i in items]
+        if interrupts:
+            body = {"__interrupt__": interrupts}
+        return dumps(body)
+
+    def subscribe(
+        self, run_id: str, cursor: Cursor = FROM_START
+    ) -> AsyncIterator[StreamEvent | StreamGap]:
+        """The run's events after ``cursor`` until the run ends (see ``MemoryStreamBridge``)."""
+        return self.bridge.subscribe(run_id, cursor)
+
+    def is_live(self, run_id: str) -> bool:
+        """True while this process holds the run's event log."""
+        return self.bridge.has(run_id)
+
+    async def delete(self, thread_id: str, run_id: str) -> None:
+        """Delete a run (``DELETE /threads/{t}/runs/{r}``); an active run is cancelled first.
+
+        Raises:
+            RunNotFound: no such run on the thread.
+        """
+        run = await self.store.get_run(run_id, thread_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if not run.status.is_terminal:
+            try:
+                await self.cancel(thread_id, run_id, CancelAction.INTERRUPT, wait=True)
+            except NothingToCancel:
+                pass
+        if not await self.store.delete_run(run_id, thread_id):
+            raise RunNotFound(run_id)
+        self.bridge.discard(run_id)
+        self._handles.pop(run_id, None)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread, its runs and checkpoints; active runs are cancelled first.
+
+        Raises:
+            ThreadNotFound: no such thread.
+        """
+        active = await self.store.delete_thread(thread_id)
+        for run in active:
+            handle = self._handles.get(run.run_id)
+            if handle is None:
+                continue
+            handle.cancel_action = CancelAction.INTERRUPT
+            if self._queue.pop(run.run_id, None) is not None:
+                self.bridge.close(run.run_id)
+                handle.done.set()
+            else:
+                self._signal(handle)
+            with anyio.move_on_after(self.limits.finalize_timeout_s):
+                await handle.done.wait()
+        await self.checkpointer.adelete_thread(thread_id)

@@ -1,0 +1,74 @@
+"""JSON bytes for graph payloads: messages, pydantic models, dataclasses, interrupts, sets.
+
+Every payload a run produces is encoded here exactly once (the bridge stores the bytes and
+every subscriber gets the same bytes). Output is compact JSON on one line (orjson), as the
+reference server sends it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from langgraph.types import Interrupt, Send
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _default(obj: Any) -> Any:
+    """Fallback for types orjson does not know; raises TypeError for the unencodable."""
+    if isinstance(obj, Interrupt):
+        return {"value": obj.value, "id": obj.id}
+    if isinstance(obj, Send):
+        return {"node": obj.node, "arg": obj.arg}
+    model_dump = getattr(obj, "model_dump", None)
+    if callable(model_dump):  # pydantic v2 models, LangChain messages
+        return model_dump()
+    to_json = getattr(obj, "to_json", None)
+    if callable(to_json):  # LangChain Serializable
+        return to_json()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):
+        return obj._asdict()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, (uuid.UUID, datetime.timedelta)):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    if isinstance(obj, BaseException):
+        return {"error": type(obj).__name__, "message": str(obj)}
+    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+
+
+def _lenient(obj: Any) -> Any:
+    """Like ``_default`` but never fails: unknown objects become their ``repr``."""
+    try:
+        return _default(obj)
+    except TypeError:
+        return repr(obj)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes of a graph payload. Unencodable leaves become their ``repr``."""
+    return orjson.dumps(obj, default=_lenient, option=_OPTIONS)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON bytes or text."""
+    return orjson.loads(data)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """A plain JSON value (dicts, lists, scalars) equal to ``loads(dumps(obj))``."""
+    return orjson.loads(dumps(obj))

@@ -1,0 +1,82 @@
+"""SQL fragments for the thread search filters: JSON containment and sort order.
+
+``metadata``/``values`` filters of ``POST /threads/search`` match when every given key is present
+with an equal value; a nested object or list matches by containment (as Postgres ``@>``, the
+reference's store), through the SQL function ``gw_json_contains`` the store registers. Scalars
+compare by JSON type too (``1`` never matches ``true``). Values are bound parameters; keys are
+quoted JSON paths, so no caller text reaches the SQL unescaped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+_SORT_COLUMNS = {
+    "thread_id": "thread_id",
+    "status": "status",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "state_updated_at": "state_updated_at",
+}
+
+
+def _path(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def json_filters(column: str, filters: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """``(clauses, args)`` requiring ``column`` (a JSON object) to contain ``filters``."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for key, value in filters.items():
+        path = _path(key)
+        if isinstance(value, (dict, list)):
+            clauses.append(f"gw_json_contains({column}, ?, ?)")
+            args.extend([path, orjson.dumps(value).decode()])
+        elif value is None:
+            clauses.append(f"json_type({column}, ?) = 'null'")
+            args.append(path)
+        elif isinstance(value, bool):
+            clauses.append(f"json_type({column}, ?) = ?")
+            args.extend([path, "true" if value else "false"])
+        elif isinstance(value, str):
+            clauses.append(f"json_type({column}, ?) = 'text' AND json_extract({column}, ?) = ?")
+            args.extend([path, path, value])
+        else:
+            clauses.append(f"json_type({column}, ?) IN ('integer', 'real') "
+                           f"AND json_extract({column}, ?) = ?")
+            args.extend([path, path, value])
+    return clauses, args
+
+
+def contains(doc: Any, wanted: Any) -> bool:
+    """JSON containment: every key/element of ``wanted`` is in ``doc`` (Postgres ``@>``)."""
+    if isinstance(wanted, dict):
+        return isinstance(doc, dict) and all(
+            k in doc and contains(doc[k], v) for k, v in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return isinstance(doc, list) and all(any(contains(d, w) for d in doc) for w in wanted)
+    if isinstance(wanted, bool) or isinstance(doc, bool):
+        return type(doc) is type(wanted) and doc == wanted
+    return bool(doc == wanted)
+
+
+def json_contains_sql(document: str | None, path: str, wanted: str) -> int:
+    """SQLite function ``gw_json_contains(column, '$."key"', json)`` -> 0/1."""
+    if document is None:
+        return 0
+    key = orjson.loads(path[2:]) if path.startswith('$."') else path[2:]
+    doc = orjson.loads(document)
+    if not isinstance(doc, dict) or key not in doc:
+        return 0
+    return int(contains(doc[key], orjson.loads(wanted)))
+
+
+def thread_order(sort_by: str | None, sort_order: str | None) -> str:
+    """ORDER BY text; unknown columns fall back to ``created_at`` (validated at the edge)."""
+    column = _SORT_COLUMNS.get(sort_by or "created_at", "created_at")
+    direction = "ASC" if (sort_order or "desc").lower() == "asc" else "DESC"
+    return f"{column} {direction}, rowid {direction}"

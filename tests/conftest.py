@@ -1,0 +1,44 @@
+"""Shared fixtures: the anyio backend, one gateway process per session, fresh gateways."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server import GatewayProcess, write_config
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway shared by the tests of the session (tests use their own threads)."""
+    folder = tmp_path_factory.mktemp("gateway")
+    server = GatewayProcess(write_config(folder)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway_url(gateway: GatewayProcess) -> str:
+    return gateway.url
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Factory of gateway processes on ``tmp_path`` (same data folder for every call)."""
+    started: list[GatewayProcess] = []
+
+    def make(**config: object) -> GatewayProcess:
+        server = GatewayProcess(write_config(tmp_path, **config))
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.kill()

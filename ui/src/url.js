@@ -1,0 +1,26 @@
+// The page's state that must survive a reload lives in the query string:
+//   ?thread=<thread id>   the open thread (set as soon as the gateway creates it)
+//   ?assistant=<graph>    chat_agent (default), approval_agent, or any graph id the gateway serves
+//   ?delay=<seconds>      passed to runs as config.configurable.delay (slow test graphs)
+//   ?apiUrl=<url>         the gateway (default: the page's own origin, which serves /ui;
+//                         under `npm run dev`, http://127.0.0.1:8123)
+
+export function readParams() {
+  const params = new URLSearchParams(window.location.search);
+  return {
+    apiUrl: (params.get("apiUrl") || (import.meta.env.DEV ? "http://127.0.0.1:8123" : window.location.origin)).replace(
+      /\/+$/,
+      "",
+    ),
+    thread: params.get("thread") || null,
+    assistant: params.get("assistant") || "chat_agent",
+    delay: params.get("delay"),
+  };
+}
+
+export function writeParam(key, value) {
+  const url = new URL(window.location.href);
+  if (value == null || value === "") url.searchParams.delete(key);
+  else url.searchParams.set(key, value);
+  if (url.href !== window.location.href) window.history.replaceState(null, "", url);
+}
