@@ -1,8 +1,9 @@
-"""``python -m bench [--quick] [--no-reference] [--only a,b]``: run the benchmark.
+"""``python -m bench [--quick] [--no-reference] [--no-sqlite-bridge] [--only a,b]``: the benchmark.
 
-Order: our gateway (``bench/config.yaml``, data in a temp folder) through every scenario, then
-the reference ``langgraph dev`` (installed into ``bench/.venv-ref`` on first use) through the
-same scenarios, then the physical limits. Prints the table and the issue-6 targets and writes
+Order: our gateway (``bench/config.yaml``, data in a temp folder) through every scenario; our
+gateway with ``bridge: sqlite`` through the scenarios that publish events; the reference
+``langgraph dev`` (installed into ``bench/.venv-ref`` on first use) through the same scenarios;
+then the physical limits. Prints the table and the issue-6 targets and writes
 ``bench/results/<timestamp>.json``.
 """
 
@@ -31,6 +32,8 @@ from bench.servers import Server, start_gateway, start_reference
 from bench.streams import fanout, idle_streams
 
 SCENARIOS = ("wait", "get_ok", "stream", "sse", "fanout", "idle", "growth")
+# what the durable event log (``bridge: sqlite``) is measured on: the paths that publish events
+SQLITE_BRIDGE_SCENARIOS = {"wait", "stream", "sse", "fanout"}
 
 
 async def bench_server(server: Server, b: Budget, only: set[str]) -> dict[str, Any]:
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter budgets, fewer samples")
     parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
                         help="also benchmark langgraph dev (installed on first use)")
+    parser.add_argument("--sqlite-bridge", action=argparse.BooleanOptionalAction, default=True,
+                        help="also benchmark our gateway with bridge: sqlite (durable events)")
     parser.add_argument("--only", default=",".join(SCENARIOS + ("limits",)),
                         help="comma list of: " + ", ".join(SCENARIOS + ("limits",)))
     parser.add_argument("--keep-tmp", action="store_true", help="keep data folders and logs")
@@ -92,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("our gateway ...", flush=True)
         results["ours"] = _run_server(lambda: start_gateway(tmp), b, only)
+        if args.sqlite_bridge and only & SQLITE_BRIDGE_SCENARIOS:
+            print("our gateway, bridge: sqlite ...", flush=True)
+            results["ours_sqlite"] = _run_server(lambda: start_gateway(tmp, "sqlite"), b,
+                                                 only & SQLITE_BRIDGE_SCENARIOS)
         if args.reference:
             langgraph, why = ensure_reference()
             if langgraph is None:

@@ -104,12 +104,14 @@ class Server:
                 pass
 
 
-def start_gateway(tmp: Path) -> Server:
-    """``gateway serve --config bench/config.yaml`` with its data in ``tmp/gateway-data``."""
+def start_gateway(tmp: Path, bridge: str = "memory") -> Server:
+    """``gateway serve --config bench/config.yaml`` with its data in ``tmp/gateway-<bridge>``
+    and the stream bridge ``bridge`` (``memory`` or ``sqlite``)."""
     cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(BENCH / "config.yaml"),
            "--port", "{port}", "--log-level", "warning"]
-    env = {"GATEWAY_DATA_DIR": str(tmp / "gateway-data")}
-    return Server("ours", cmd, ROOT, tmp / "gateway.log", env).wait_ready()
+    env = {"GATEWAY_DATA_DIR": str(tmp / f"gateway-{bridge}"), "GATEWAY_BRIDGE": bridge}
+    name = "ours" if bridge == "memory" else f"ours-{bridge}"
+    return Server(name, cmd, ROOT, tmp / f"{name}.log", env).wait_ready()
 
 
 def start_reference(tmp: Path, langgraph_bin: Path) -> Server:

@@ -18,7 +18,7 @@
 
 A ``langgraph.json`` contributes ``graphs`` and ``env`` (a file path or a mapping). Relative paths
 resolve against the config file's folder. Environment overrides: ``GATEWAY_DATA_DIR``,
-``GATEWAY_HOST``, ``GATEWAY_PORT``, ``GATEWAY_MAX_CONCURRENT_RUNS``.
+``GATEWAY_HOST``, ``GATEWAY_PORT``, ``GATEWAY_MAX_CONCURRENT_RUNS``, ``GATEWAY_BRIDGE``.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ _ENV_OVERRIDES = {
     "GATEWAY_HOST": "host",
     "GATEWAY_PORT": "port",
     "GATEWAY_MAX_CONCURRENT_RUNS": "max_concurrent_runs",
+    "GATEWAY_BRIDGE": "bridge",
 }
 
 
