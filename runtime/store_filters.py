@@ -1,10 +1,13 @@
 """SQL fragments for the thread search filters: JSON containment and sort order.
 
-``metadata``/``values`` filters of ``POST /threads/search`` match when every given key is present
-with an equal value; a nested object or list matches by containment (as Postgres ``@>``, the
-reference's store), through the SQL function ``gw_json_contains`` the store registers. Scalars
-compare by JSON type too (``1`` never matches ``true``). Values are bound parameters; keys are
-quoted JSON paths, so no caller text reaches the SQL unescaped.
+A scalar ``metadata`` filter is an index lookup in ``thread_meta`` (store_schema.py), so search
+cost does not grow with the number of stored threads; nested metadata filters and ``values``
+filters are evaluated per row. ``metadata``/``values`` filters of ``POST /threads/search``
+match when every given key is present with an equal value; a nested object or list matches
+by containment (as Postgres ``@>``, the reference's store), through the SQL function
+``gw_json_contains`` the store registers. Scalars compare by JSON type too (``1`` never
+matches ``true``). Values are bound parameters; keys are quoted JSON paths, so no caller text
+reaches the SQL unescaped.
 """
 
 from __future__ import annotations
@@ -24,6 +27,48 @@ _SORT_COLUMNS = {
 
 def _path(key: str) -> str:
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def thread_filters(
+    ids: list[str] | None, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
+    status: str | None,
+) -> tuple[str, list[Any]]:
+    """``(" WHERE ...", args)`` for the filters of ``POST /threads/search`` and ``/count``."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if ids:
+        clauses.append(f"thread_id IN ({', '.join('?' * len(ids))})")
+        args.extend(ids)
+    if status:
+        clauses.append("status = ?")
+        args.append(status)
+    nested: dict[str, Any] = {}
+    for key, value in (metadata or {}).items():
+        if isinstance(value, dict | list):
+            nested[key] = value
+            continue
+        clauses.append("thread_id IN (SELECT thread_id FROM thread_meta WHERE key = ? AND "
+                       f"{_typed_atom(value)})")
+        args.append(key)
+        if isinstance(value, str) or (isinstance(value, int | float)
+                                      and not isinstance(value, bool)):
+            args.append(value)
+    for column, filters in (("metadata", nested), ('"values"', values)):
+        sql, more = json_filters(column, filters or {})
+        clauses.extend(sql)
+        args.extend(more)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _typed_atom(value: Any) -> str:
+    """The ``thread_meta`` condition for one scalar (JSON types kept apart: 1 is not true)."""
+    if value is None:
+        return "type = 'null'"
+    if isinstance(value, bool):
+        return "type = 'true'" if value else "type = 'false'"
+    if isinstance(value, str):
+        return "value = ? AND type = 'text'"
+    return "value = ? AND type IN ('integer', 'real')"
 
 
 def json_filters(column: str, filters: dict[str, Any]) -> tuple[list[str], list[Any]]:

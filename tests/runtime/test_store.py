@@ -501,3 +501,60 @@ async def test_count_threads(searchable: SqliteStore) -> None:
     await admitted(s, "s4")
     assert await s.count_threads(status="busy") == 1
     assert await s.count_threads(metadata={"nope": 1}) == 0
+
+
+# ---- the metadata index (thread_meta) -----------------------------------------------------------
+
+
+async def test_metadata_index_follows_every_metadata_change(store: SqliteStore) -> None:
+    """``thread_meta`` is kept by triggers: patch, run admission (graph_id), state update and
+    delete all show up in metadata searches at once."""
+    await store.create_thread("m1", {"user": "ann"})
+    await store.patch_thread_metadata("m1", {"user": "bob", "tier": 2})
+    assert await search_ids(store, metadata={"user": "ann"}) == []
+    assert await search_ids(store, metadata={"user": "bob", "tier": 2}) == ["m1"]
+    await admitted(store, "m1")  # admission stamps graph_id/assistant_id on the thread
+    assert await search_ids(store, metadata={"graph_id": "echo"}) == ["m1"]
+    await store.set_thread_state("m1", {"v": 1}, {}, ThreadStatus.IDLE, {"source": "copy"})
+    assert await search_ids(store, metadata={"source": "copy", "user": "bob"}) == ["m1"]
+    assert await store.count_threads(metadata={"source": "copy"}) == 1
+    await store.delete_thread("m1")
+    assert await search_ids(store, metadata={"user": "bob"}) == []
+
+
+async def test_metadata_search_is_an_index_lookup(tmp_path: Path) -> None:
+    """The search by a scalar metadata value reads ``thread_meta_kv``, not every thread."""
+    import sqlite3
+
+    from runtime.store_filters import thread_filters
+    from runtime.store_schema import SCHEMA, THREAD_COLS
+
+    db = sqlite3.connect(tmp_path / "plan.sqlite")
+    db.executescript(SCHEMA)
+    where, args = thread_filters(None, {"user_id": "user-7"}, None, None)
+    plan = db.execute(f"EXPLAIN QUERY PLAN SELECT {THREAD_COLS} FROM threads{where} "
+                      "ORDER BY created_at DESC LIMIT 11", args).fetchall()
+    db.close()
+    assert any("thread_meta_kv" in str(step[-1]) for step in plan), plan
+
+
+async def test_metadata_index_is_built_for_a_store_written_before_it(tmp_path: Path) -> None:
+    """A database from before ``thread_meta`` (user_version 0) gets its metadata indexed once
+    when opened."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    async with SqliteStore.open(path) as s:
+        await s.create_thread("o1", {"user": "ann"})
+        await s.create_thread("o2", {"user": "bob"})
+    db = sqlite3.connect(path)  # make it look like the older schema
+    db.executescript("DROP TRIGGER threads_meta_insert; DROP TRIGGER threads_meta_update; "
+                     "DROP TRIGGER threads_meta_delete; DROP TABLE thread_meta; "
+                     "PRAGMA user_version = 0;")
+    db.close()
+    async with SqliteStore.open(path) as s:
+        assert await search_ids(s, metadata={"user": "bob"}) == ["o2"]
+        await s.create_thread("o3", {"user": "bob"})
+        assert await search_ids(s, metadata={"user": "bob"}) == ["o2", "o3"]
+    async with SqliteStore.open(path) as s:  # a second open indexes nothing twice
+        assert await search_ids(s, metadata={"user": "bob"}) == ["o2", "o3"]
