@@ -1,8 +1,9 @@
 """The physical limits, measured in the same run as the servers.
 
 In-process (this process, no HTTP): ``graph.ainvoke`` of the trivial graph with the gateway's
-own AsyncSqliteSaver setup (``runtime.checkpointer.open_checkpointer``: WAL, synchronous
-NORMAL) and with InMemorySaver, one at a time and at concurrency 8 on distinct threads;
+own checkpointer (``runtime.checkpointer.open_checkpointer``: ThreadedSqliteSaver, WAL,
+synchronous NORMAL), with the library's stock ``AsyncSqliteSaver`` on aiosqlite (the same
+pragmas), and with InMemorySaver, one at a time and at concurrency 8 on distinct threads;
 ``graph.astream(stream_mode="custom")`` of the emitter (events/s from the call to the last
 event: the emitter writes all its events in one step, so timing from the first event would
 only time the queue drain) and the time to the first ``values`` chunk of the trivial graph.
@@ -13,8 +14,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import aiosqlite
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bench.budget import Budget
 from bench.client import Clients, closed_loop, median, pct_ms, sse
@@ -24,9 +30,22 @@ from bench.servers import start_bare
 from runtime.checkpointer import open_checkpointer
 
 
+@asynccontextmanager
+async def _stock_saver(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
+    """langgraph-checkpoint-sqlite's own AsyncSqliteSaver with the gateway's pragmas."""
+    async with aiosqlite.connect(str(path)) as conn:
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000"):
+            await conn.execute(f"PRAGMA {pragma}")
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+        yield saver
+
+
 async def _graph_limits(kind: str, tmp: Path, b: Budget) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    async with open_checkpointer(kind, tmp / f"limit-{kind}.sqlite") as saver:
+    opened = (_stock_saver(tmp / "limit-stock.sqlite") if kind == "stock"
+              else open_checkpointer(kind, tmp / f"limit-{kind}.sqlite"))
+    async with opened as saver:
         graph = trivial_builder.compile(checkpointer=saver)
         for level in (1, 8):
             threads = [str(uuid.uuid4()) for _ in range(level)]
@@ -90,7 +109,8 @@ async def _bare_limits(tmp: Path, b: Budget) -> dict[str, Any]:
 
 
 async def measure_limits(tmp: Path, b: Budget) -> dict[str, Any]:
-    """Every limit: ``{"sqlite": ..., "memory": ..., "bare": ...}``."""
+    """Every limit: ``{"sqlite": ..., "stock": ..., "memory": ..., "bare": ...}``."""
     return {"sqlite": await _graph_limits("sqlite", tmp, b),
+            "stock": await _graph_limits("stock", tmp, b),
             "memory": await _graph_limits("memory", tmp, b),
             "bare": await _bare_limits(tmp, b)}

@@ -82,11 +82,13 @@ _ROOTS = re.compile(r"^(_run_code|_run_module_as_main|<module>|main|Server\.run|
                     r"Handle\._run|Thread\.(run|_bootstrap|_bootstrap_inner)) ")
 # Where a busy sample goes, first match wins: (label, thread or innermost-frame or any-frame test).
 _CATEGORIES: list[tuple[str, str, re.Pattern[str]]] = [
-    ("aiosqlite worker threads (SQLite itself)", "thread", re.compile("_connection_worker")),
+    ("SQLite worker threads (store, checkpointer, event log)", "thread",
+     re.compile("_connection_worker|AnyIO worker")),
     ("other threads (executors)", "thread", re.compile(r"^(?!.*MainThread)")),
     ("loop thread: handing a call to aiosqlite (queue put, GIL hand-off)", "leaf",
      re.compile(r"^Connection\._execute \(aiosqlite")),
-    ("checkpointer (AsyncSqliteSaver, loop side)", "any", re.compile(r"^AsyncSqliteSaver\.")),
+    ("checkpointer (ThreadedSqliteSaver, loop side)", "any",
+     re.compile(r"^(AsyncSqliteSaver|ThreadedSqliteSaver)\.")),
     ("LangGraph (Pregel loop, node tasks, stream writer)", "any",
      re.compile(r"^(Pregel\.astream|arun_with_retry|Runnable(Callable|Seq)\.|AsyncPregelLoop\.|"
                 r"PregelRunner\.|FuturesDict\.)")),

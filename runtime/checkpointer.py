@@ -1,24 +1,26 @@
 """Checkpointer factory and the thread-level operations the savers lack.
 
 ``open_checkpointer`` yields a LangGraph saver: ``memory`` (InMemorySaver, for tests) or
-``sqlite`` (AsyncSqliteSaver on its own aiosqlite connection in WAL mode).
+``sqlite`` (``ThreadedSqliteSaver``: langgraph-checkpoint-sqlite's ``SqliteSaver`` driven from a
+worker thread, one hop per operation, on its own connection in WAL mode; see saver_sqlite.py).
 
-AsyncSqliteSaver (langgraph-checkpoint-sqlite 3.1.2) implements neither ``acopy_thread`` nor
+The SQLite savers (langgraph-checkpoint-sqlite 3.x) implement neither ``acopy_thread`` nor
 ``adelete_for_runs``; ``copy_thread`` and ``delete_run_checkpoints`` do it in SQL on the saver's
 own tables, and fall back to the saver's methods for other savers.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from runtime.saver_sqlite import ThreadedSqliteSaver
 
 Saver = BaseCheckpointSaver[Any]
 
@@ -39,17 +41,8 @@ async def open_checkpointer(kind: str, path: Path | None) -> AsyncIterator[Saver
         return
     if kind != "sqlite" or path is None:
         raise ValueError(f"unknown checkpointer {kind!r} (or no path)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(str(path))
-    try:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        saver = AsyncSqliteSaver(conn)
-        await saver.setup()
+    async with ThreadedSqliteSaver.open(path) as saver:
         yield saver
-    finally:
-        await conn.close()
 
 
 def _unwrap(saver: Saver) -> Saver:
@@ -60,22 +53,23 @@ def _unwrap(saver: Saver) -> Saver:
 async def copy_thread(saver: Saver, source_thread_id: str, target_thread_id: str) -> None:
     """Copy every checkpoint and pending write of a thread to a new thread id."""
     saver = _unwrap(saver)
-    if isinstance(saver, AsyncSqliteSaver):
-        async with saver.lock:
-            await saver.conn.execute(
+    if isinstance(saver, ThreadedSqliteSaver):
+        def copy(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
                 "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
                 "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
                 "FROM checkpoints WHERE thread_id = ?",
                 (target_thread_id, source_thread_id),
             )
-            await saver.conn.execute(
+            conn.execute(
                 "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path,"
                 " idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, "
                 "task_path, idx, channel, type, value FROM writes WHERE thread_id = ?",
                 (target_thread_id, source_thread_id),
             )
-            await saver.conn.commit()
+
+        await saver.call(copy)
         return
     await saver.acopy_thread(source_thread_id, target_thread_id)
 
@@ -89,25 +83,23 @@ async def delete_run_checkpoints(saver: Saver, thread_id: str, run_id: str) -> i
     saver = _unwrap(saver)
     if isinstance(saver, InMemorySaver):
         return _delete_run_in_memory(saver, thread_id, run_id)
-    if isinstance(saver, AsyncSqliteSaver):
-        async with saver.lock:
-            where = (
-                "thread_id = ? AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?"
-            )
-            cur = await saver.conn.execute(
+    if isinstance(saver, ThreadedSqliteSaver):
+        where = "thread_id = ? AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?"
+
+        def delete(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
                 f"SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE {where}",
                 (thread_id, run_id),
+            ).fetchall()
+            conn.executemany(
+                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
+                "AND checkpoint_id = ?",
+                [(thread_id, ns, cid) for ns, cid in rows],
             )
-            rows = list(await cur.fetchall())
-            for ns, cid in rows:
-                await saver.conn.execute(
-                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
-                    "AND checkpoint_id = ?",
-                    (thread_id, ns, cid),
-                )
-            await saver.conn.execute(f"DELETE FROM checkpoints WHERE {where}", (thread_id, run_id))
-            await saver.conn.commit()
-        return len(rows)
+            conn.execute(f"DELETE FROM checkpoints WHERE {where}", (thread_id, run_id))
+            return len(rows)
+
+        return await saver.call(delete)
     await saver.adelete_for_runs([run_id])
     return 0
 

@@ -4,8 +4,8 @@ A cancelled LangGraph run can return before its background checkpoint writes hav
 writes are tasks LangGraph does not always await on cancellation). Rollback must delete the
 run's checkpoints only after the last write, and a cancelled run's final state must be read
 after it, so ``settled(thread_id)`` waits until no ``aput``/``aput_writes`` of the thread is in
-flight and none started during a quiet period. With AsyncSqliteSaver every write that
-has started is queued on the saver's one aiosqlite connection, so a statement issued after
+flight and none started during a quiet period. With ThreadedSqliteSaver every write that
+has started is queued in the saver's one FIFO lane (saver_sqlite.py), so a statement issued after
 ``settled`` on that connection runs after them (FIFO).
 
 Every other call is passed to the wrapped saver unchanged.

@@ -1,0 +1,129 @@
+"""ThreadedSqliteSaver: LangGraph's ``SqliteSaver`` with its async methods, one hop each.
+
+``AsyncSqliteSaver`` (langgraph-checkpoint-sqlite) sends every cursor, execute, fetch, commit
+and close of one checkpoint operation to aiosqlite's worker thread as a separate hop; the
+benchmark's trivial two-node run made 36 such hops, all queued on one connection, and under
+load they (not SQLite) bounded how many runs per second a process carries. This saver keeps
+the library's own SQL and serialization (the synchronous ``SqliteSaver``, same tables, same
+file format, so existing checkpoint files stay readable) and runs each whole operation in a
+worker thread: one hop per ``aput``, ``aput_writes``, ``aget_tuple`` or ``alist``.
+
+Invariants:
+1. Operations run one at a time, in the order they were called (anyio's ``CapacityLimiter``
+   is FIFO), so a statement issued after a write has started runs after that write
+   (``TrackingSaver.settled`` and rollback rely on it).
+2. A caller cancelled while its operation runs waits for the operation to finish; a
+   checkpoint write is never abandoned half-done.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+T = TypeVar("T")
+
+
+class ThreadedSqliteSaver(SqliteSaver):
+    """A ``SqliteSaver`` whose async API runs each operation in a worker thread.
+
+    Open with ``ThreadedSqliteSaver.open(path)``; ``call(fn)`` runs any other function of the
+    connection (``fn(conn)``) in the same FIFO lane, under the saver's lock, and commits.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        self._limiter = anyio.CapacityLimiter(1)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path) -> AsyncIterator[ThreadedSqliteSaver]:
+        """Open (and create) the checkpoint file in WAL mode, set up its tables, close on exit.
+
+        Raises:
+            sqlite3.Error: the file cannot be opened or set up.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def connect() -> ThreadedSqliteSaver:
+            conn = sqlite3.connect(str(path), check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            saver = cls(conn)
+            saver.setup()
+            return saver
+
+        saver = await anyio.to_thread.run_sync(connect)
+        try:
+            yield saver
+        finally:
+            await anyio.to_thread.run_sync(saver.conn.close, limiter=saver._limiter)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` in the saver's lane, under its lock, then commit; returns its result."""
+        def locked() -> T:
+            with self.lock:
+                try:
+                    result = fn(self.conn)
+                except BaseException:
+                    self.conn.rollback()
+                    raise
+                self.conn.commit()
+                return result
+
+        return await self._run(locked)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._run(partial(self.get_tuple, config))
+
+    async def alist(
+        self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None, limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        def collect() -> list[CheckpointTuple]:
+            items: Iterator[CheckpointTuple] = self.list(config, filter=filter, before=before,
+                                                         limit=limit)
+            return list(items)
+
+        for item in await self._run(collect):
+            yield item
+
+    async def aput(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._run(partial(self.put, config, checkpoint, metadata, new_versions))
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._run(partial(self.put_writes, config, writes, task_id, task_path))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._run(partial(self.delete_thread, thread_id))
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, Any]:
+        return await self._run(partial(self.get_delta_channel_history, config=config,
+                                       channels=channels))
