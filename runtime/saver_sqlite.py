@@ -9,11 +9,11 @@ file format, so existing checkpoint files stay readable) and runs each whole ope
 worker thread: one hop per ``aput``, ``aput_writes``, ``aget_tuple`` or ``alist``.
 
 Invariants:
-1. Operations run one at a time, in the order they were called (anyio's ``CapacityLimiter``
-   is FIFO), so a statement issued after a write has started runs after that write
+1. Operations run one at a time, in the order they were called, on one dedicated thread
+   (``ThreadLane``), so a statement issued after a write has started runs after that write
    (``TrackingSaver.settled`` and rollback rely on it).
-2. A caller cancelled while its operation runs waits for the operation to finish; a
-   checkpoint write is never abandoned half-done.
+2. A submitted operation always runs to its end; a checkpoint write is never left half-done,
+   whatever happens to its caller.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     ChannelVersions,
@@ -35,6 +33,8 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
+
+from runtime.sqlite_db import ThreadLane
 
 T = TypeVar("T")
 
@@ -46,9 +46,9 @@ class ThreadedSqliteSaver(SqliteSaver):
     connection (``fn(conn)``) in the same FIFO lane, under the saver's lock, and commits.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lane: ThreadLane) -> None:
         super().__init__(conn)
-        self._limiter = anyio.CapacityLimiter(1)
+        self._lane = lane
 
     @classmethod
     @asynccontextmanager
@@ -60,23 +60,28 @@ class ThreadedSqliteSaver(SqliteSaver):
         """
         path.parent.mkdir(parents=True, exist_ok=True)
 
+        lane = ThreadLane("sqlite-checkpoints")
+
         def connect() -> ThreadedSqliteSaver:
             conn = sqlite3.connect(str(path), check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            saver = cls(conn)
+            saver = cls(conn, lane)
             saver.setup()
             return saver
 
-        saver = await anyio.to_thread.run_sync(connect)
         try:
-            yield saver
+            saver = await lane.run(connect)
+            try:
+                yield saver
+            finally:
+                await lane.run(saver.conn.close)
         finally:
-            await anyio.to_thread.run_sync(saver.conn.close, limiter=saver._limiter)
+            lane.close()
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+        return await self._lane.run(fn)
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(conn)`` in the saver's lane, under its lock, then commit; returns its result."""
