@@ -83,7 +83,7 @@ _ROOTS = re.compile(r"^(_run_code|_run_module_as_main|<module>|main|Server\.run|
 # Where a busy sample goes, first match wins: (label, thread or innermost-frame or any-frame test).
 _CATEGORIES: list[tuple[str, str, re.Pattern[str]]] = [
     ("SQLite worker threads (store, checkpointer, event log)", "thread",
-     re.compile("_connection_worker|AnyIO worker")),
+     re.compile("_connection_worker|AnyIO worker|sqlite-")),
     ("other threads (executors)", "thread", re.compile(r"^(?!.*MainThread)")),
     ("loop thread: handing a call to aiosqlite (queue put, GIL hand-off)", "leaf",
      re.compile(r"^Connection\._execute \(aiosqlite")),
