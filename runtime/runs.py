@@ -36,7 +36,6 @@ import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -46,9 +45,10 @@ from runtime.bridge import FROM_START, Cursor, MemoryStreamBridge
 from runtime.checkpointer import Saver, delete_run_checkpoints
 from runtime.errors import BadRequest, NothingToCancel, RunNotFound, Unavailable
 from runtime.graphs import GraphRegistry
-from runtime.ids import now_iso, uuid7
+from runtime.ids import now_iso
+from runtime.run_result import finished_before_cancel, result_body, stored_result_body
 from runtime.serialization import dumps
-from runtime.spec import RunLimits, RunSpec
+from runtime.spec import RunLimits, RunSpec, build_run
 from runtime.store import SqliteStore
 from runtime.types import (
     CancelAction,
@@ -78,21 +78,6 @@ class _RunHandle:
     cancel_action: CancelAction | None = None
     result_body: bytes | None = None
     not_before_ts: float = 0.0
-
-
-def _result_body(result: RunResult, outcome: ThreadOutcome | None) -> bytes:
-    """The ``/wait`` and ``/join`` body: final values, or ``{"__error__": {...}}``."""
-    if result.error is not None:
-        return dumps({"__error__": result.error})
-    if result.values is not None:
-        return dumps(result.values)
-    return dumps(outcome.values if outcome and outcome.values is not None else {})
-
-
-def _finished_before_cancel(run: Run, outcome: ThreadOutcome) -> bool:
-    """True if a cancel arrived after the graph had written its final checkpoint: the run's
-    work is complete, so it is ``success``, not ``interrupted`` (a cancel racing the end)."""
-    return outcome.complete and outcome.head_run_id == run.run_id
 
 
 class RunManager:
@@ -234,7 +219,7 @@ class RunManager:
                 "Context was introduced in LangGraph 0.6.0 and is the long term planned "
                 "replacement for configurable."
             )
-        run = self._new_run(spec, assistant.assistant_id, assistant.graph_id)
+        run = build_run(spec, assistant.assistant_id, assistant.graph_id)
         handle = _RunHandle(run, not_before_ts=time.monotonic() + max(spec.after_seconds, 0.0))
         with anyio.CancelScope(shield=True):  # admitted => registered, even if the client left
             active = await self.store.admit_run(
@@ -252,49 +237,6 @@ class RunManager:
                     await self._cancel_active(other, action)
         self._wake.set()
         return run
-
-    def _new_run(self, spec: RunSpec, assistant_id: str, graph_id: str) -> Run:
-        run_id = uuid7()
-        thread_id = spec.thread_id or uuid7()
-        now = now_iso()
-        config = {**spec.config}
-        configurable = {**(config.get("configurable") or {}), **spec.context}
-        configurable.update(run_id=run_id, thread_id=thread_id, graph_id=graph_id,
-                            assistant_id=assistant_id)
-        config["configurable"] = configurable
-        kwargs: dict[str, Any] = {
-            "input": spec.input,
-            "command": spec.command,
-            "config": config,
-            "context": spec.context,
-            "stream_mode": list(spec.stream_mode),
-            "interrupt_before": spec.interrupt_before,
-            "interrupt_after": spec.interrupt_after,
-            "webhook": None,
-            "feedback_keys": None,
-            "temporary": spec.thread_id is None,
-            "subgraphs": spec.stream_subgraphs,
-            "resumable": spec.stream_resumable,
-            "checkpoint": spec.checkpoint,
-            "durability": spec.durability,
-        }
-        not_before = None
-        if spec.after_seconds > 0:
-            not_before = (datetime.now(UTC) + timedelta(seconds=spec.after_seconds)).isoformat()
-        return Run(
-            run_id=run_id,
-            thread_id=thread_id,
-            assistant_id=assistant_id,
-            graph_id=graph_id,
-            status=RunStatus.PENDING,
-            metadata={**spec.metadata, "graph_id": graph_id, "assistant_id": assistant_id},
-            kwargs=kwargs,
-            multitask_strategy=spec.multitask_strategy,
-            created_at=now,
-            updated_at=now,
-            on_completion=spec.on_completion or ("delete" if spec.thread_id is None else "keep"),
-            not_before=not_before,
-        )
 
     # ---- execution -----------------------------------------------------------------------
 
@@ -347,11 +289,11 @@ class RunManager:
             outcome = await self._outcome(run, result.error)
             if result.error:
                 status = RunStatus.ERROR
-            elif handle.cancel_action is None or _finished_before_cancel(run, outcome):
+            elif handle.cancel_action is None or finished_before_cancel(run, outcome):
                 status = RunStatus.SUCCESS
             else:
                 status = RunStatus.INTERRUPTED
-            handle.result_body = _result_body(result, outcome)
+            handle.result_body = result_body(result, outcome)
             await self.store.finish_run(run.run_id, run.thread_id, status, outcome)
             handle.run = run.replace(status=status, updated_at=now_iso())
             if run.on_completion == "delete":
@@ -524,14 +466,7 @@ class RunManager:
         if not run.status.is_terminal:
             await anyio.sleep(timeout_s)  # owned by no live task: recovery will pick it up
             return None
-        thread = await self.store.get_thread(thread_id)
-        if run.status == RunStatus.ERROR and thread.error:
-            return dumps({"__error__": thread.error})
-        body: dict[str, Any] = dict(thread.values or {})
-        interrupts = [i for items in (thread.interrupts or {}).values() for i in items]
-        if interrupts:
-            body = {"__interrupt__": interrupts}
-        return dumps(body)
+        return stored_result_body(run, await self.store.get_thread(thread_id))
 
     def subscribe(
         self, run_id: str, cursor: Cursor = FROM_START

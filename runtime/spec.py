@@ -7,9 +7,11 @@ or ``POST /runs[/stream|/wait]``; the runtime turns it into a stored ``Run``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runtime.types import MultitaskStrategy
+from runtime.ids import now_iso, uuid7
+from runtime.types import MultitaskStrategy, Run, RunStatus
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,53 @@ class RunLimits:
     finalize_timeout_s: float = 10.0
     handle_retention_s: float = 120.0
     shutdown_timeout_s: float = 10.0
+
+
+def build_run(spec: RunSpec, assistant_id: str, graph_id: str) -> Run:
+    """The ``pending`` Run that admitting ``spec`` stores (the Platform API's Run object).
+
+    ``kwargs`` mirror the reference's run kwargs; ``config.configurable`` gains ``run_id``,
+    ``thread_id``, ``graph_id``, ``assistant_id`` and the ``context`` keys. A stateless run
+    (no ``thread_id``) gets a new thread id and ``on_completion="delete"`` by default.
+    """
+    run_id = uuid7()
+    thread_id = spec.thread_id or uuid7()
+    now = now_iso()
+    config = {**spec.config}
+    configurable = {**(config.get("configurable") or {}), **spec.context}
+    configurable.update(run_id=run_id, thread_id=thread_id, graph_id=graph_id,
+                        assistant_id=assistant_id)
+    config["configurable"] = configurable
+    kwargs: dict[str, Any] = {
+        "input": spec.input,
+        "command": spec.command,
+        "config": config,
+        "context": spec.context,
+        "stream_mode": list(spec.stream_mode),
+        "interrupt_before": spec.interrupt_before,
+        "interrupt_after": spec.interrupt_after,
+        "webhook": None,
+        "feedback_keys": None,
+        "temporary": spec.thread_id is None,
+        "subgraphs": spec.stream_subgraphs,
+        "resumable": spec.stream_resumable,
+        "checkpoint": spec.checkpoint,
+        "durability": spec.durability,
+    }
+    not_before = None
+    if spec.after_seconds > 0:
+        not_before = (datetime.now(UTC) + timedelta(seconds=spec.after_seconds)).isoformat()
+    return Run(
+        run_id=run_id,
+        thread_id=thread_id,
+        assistant_id=assistant_id,
+        graph_id=graph_id,
+        status=RunStatus.PENDING,
+        metadata={**spec.metadata, "graph_id": graph_id, "assistant_id": assistant_id},
+        kwargs=kwargs,
+        multitask_strategy=spec.multitask_strategy,
+        created_at=now,
+        updated_at=now,
+        on_completion=spec.on_completion or ("delete" if spec.thread_id is None else "keep"),
+        not_before=not_before,
+    )
