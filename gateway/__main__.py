@@ -12,6 +12,7 @@ import uvicorn
 
 from gateway.app import begin_shutdown, create_app
 from gateway.settings import SettingsError, load_settings
+from runtime.graphs import GraphLoadError, locate_spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,13 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    for graph_id, spec in settings.graphs.items():  # a typo fails here, not as a traceback
+        try:
+            locate_spec(spec, settings.base_dir)
+        except GraphLoadError as exc:
+            print(f"gateway: {args.config}: graphs.{graph_id}: {exc}", file=sys.stderr)
+            return 2
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level=args.log_level,
                             timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))
     server = GatewayServer(config, on_exit=lambda: begin_shutdown(app))
     server.run()
-    return 0
+    return 0  # a failed startup (e.g. a graph module raised) exits 3 inside uvicorn
 
 
 class GatewayServer(uvicorn.Server):

@@ -63,8 +63,13 @@ class GraphLoadError(Exception):
     """A graph spec could not be imported or does not name a graph."""
 
 
-def _import_attr(spec: str, base_dir: Path) -> Any:
-    """Import ``"./file.py:attr"`` (relative to ``base_dir``) or ``"package.module:attr"``."""
+def locate_spec(spec: str, base_dir: Path) -> tuple[Path | str, str]:
+    """Where a graph spec points, without importing anything: ``(file path or module name,
+    attribute)``. ``"./file.py:attr"`` resolves against ``base_dir``.
+
+    Raises:
+        GraphLoadError: the spec is malformed, or its file or module does not exist.
+    """
     if ":" not in spec:
         raise GraphLoadError(f"graph spec {spec!r} must look like './file.py:attr'")
     target, _, attr = spec.rpartition(":")
@@ -72,6 +77,21 @@ def _import_attr(spec: str, base_dir: Path) -> Any:
         path = (base_dir / target).resolve()
         if not path.is_file():
             raise GraphLoadError(f"graph file {path} does not exist (from spec {spec!r})")
+        return path, attr
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise GraphLoadError(f"module {target!r} cannot be found (from spec {spec!r})")
+    return target, attr
+
+
+def _import_attr(spec: str, base_dir: Path) -> Any:
+    """Import ``"./file.py:attr"`` (relative to ``base_dir``) or ``"package.module:attr"``."""
+    target, attr = locate_spec(spec, base_dir)
+    if isinstance(target, Path):
+        path = target
         mod_name = f"_gateway_graph_{path.stem}_{abs(hash(str(path)))}"
         module_spec = importlib.util.spec_from_file_location(mod_name, path)
         if module_spec is None or module_spec.loader is None:

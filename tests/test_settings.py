@@ -1,0 +1,159 @@
+"""``gateway serve --config``: config.yaml and an existing langgraph.json, graph specs (compiled
+graph, StateGraph builder, factory function), env files, environment overrides, and clear
+errors for bad configuration (gateway/settings.py, runtime/graphs.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from langgraph_sdk import get_client
+
+from gateway.settings import SettingsError, load_settings
+from tests.server import ROOT, GatewayProcess
+
+pytestmark = pytest.mark.timeout(60)
+
+AGENT = '''
+import os
+from typing import TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+
+class State(TypedDict):
+    text: str
+
+
+def shout(state: State) -> dict:
+    return {"text": state["text"].upper() + os.environ.get("AGENT_SUFFIX", "")}
+
+
+builder = StateGraph(State)
+builder.add_node("shout", shout)
+builder.add_edge(START, "shout")
+builder.add_edge("shout", END)
+
+graph = builder.compile()
+
+
+def make_graph():
+    return builder.compile()
+
+
+def make_graph_with_config(config):
+    return builder.compile()
+'''
+
+
+def write_project(folder: Path) -> Path:
+    """A langgraph.json project: agent file in a subfolder, an env file, four graph specs."""
+    (folder / "agents").mkdir(parents=True)
+    (folder / "agents" / "shout.py").write_text(AGENT)
+    (folder / ".env").write_text("AGENT_SUFFIX='!'\n")
+    config = {
+        "dependencies": ["."],
+        "graphs": {
+            "compiled": "./agents/shout.py:graph",
+            "builder": "./agents/shout.py:builder",
+            "factory": "./agents/shout.py:make_graph",
+            "factory_config": "./agents/shout.py:make_graph_with_config",
+        },
+        "env": ".env",
+    }
+    path = folder / "langgraph.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.anyio
+async def test_serves_a_langgraph_json_project(tmp_path: Path) -> None:
+    """Graph paths resolve against the langgraph.json folder, not the working directory; the
+    env file is loaded; every kind of graph spec serves runs."""
+    config = write_project(tmp_path / "project")
+    server = GatewayProcess(config).start()
+    try:
+        client = get_client(url=server.url)
+        assistants = await client.assistants.search(limit=10)
+        assert sorted(a["graph_id"] for a in assistants) == [
+            "builder", "compiled", "factory", "factory_config"]
+        for graph_id in ("compiled", "builder", "factory", "factory_config"):
+            out = await client.runs.wait(None, graph_id, input={"text": "hi"})
+            assert out == {"text": "HI!"}, graph_id  # "!" comes from the env file
+    finally:
+        server.stop()
+    assert (tmp_path / "project" / "data" / "gateway.sqlite").is_file()
+
+
+def test_langgraph_json_keys_we_do_not_use_are_ignored(tmp_path: Path) -> None:
+    settings = load_settings(write_project(tmp_path))
+    assert set(settings.graphs) == {"compiled", "builder", "factory", "factory_config"}
+    assert settings.base_dir == tmp_path.resolve()
+
+
+def test_environment_overrides_win_over_the_file(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("graphs: {a: ./a.py:graph}\nbridge: memory\nport: 9000\n")
+    monkeypatch.setenv("GATEWAY_BRIDGE", "sqlite")
+    monkeypatch.setenv("GATEWAY_PORT", "9100")
+    settings = load_settings(path, port=9200)  # the command line wins over both
+    assert settings.bridge == "sqlite"
+    assert settings.port == 9200
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("graphs: {a: ./a.py:graph}\nmax_concurrent_runs: 0\n", "max_concurrent_runs"),
+        ("graphs: {a: ./a.py:graph}\nbridge: redis\n", "bridge"),
+        ("graphs: {a: ./a.py:graph}\nmax_concurent_runs: 4\n", "max_concurent_runs"),
+        ("data_dir: ./data\n", "graphs"),
+        ("graphs: [1, 2\n", "config.yaml"),
+    ],
+)
+def test_a_bad_config_names_what_is_wrong(tmp_path: Path, text: str, named: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=named):
+        load_settings(path)
+
+
+def serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", "serve", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_serve_with_a_missing_config_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+    done = serve("--config", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 2
+    assert "nope.yaml does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("./missing.py:graph", "missing.py does not exist"),
+    ("no_such_package.agent:graph", "module 'no_such_package.agent' cannot be found"),
+    ("./agent.py", "must look like './file.py:attr'"),
+])
+def test_serve_with_a_wrong_graph_spec_exits_2_with_a_clear_message(
+    tmp_path: Path, spec: str, message: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"graphs: {{agent: '{spec}'}}\ndata_dir: memory\n")
+    done = serve("--config", str(path), "--port", "0")
+    assert done.returncode == 2
+    assert "graphs.agent" in done.stderr and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_exits_nonzero_when_a_graph_module_raises(tmp_path: Path) -> None:
+    (tmp_path / "agent.py").write_text("raise RuntimeError('broken agent module')\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("graphs: {agent: ./agent.py:graph}\ndata_dir: memory\n")
+    done = serve("--config", str(path), "--port", "0")
+    assert done.returncode == 3  # uvicorn's exit status for a failed startup
+    assert "broken agent module" in done.stdout + done.stderr
