@@ -41,7 +41,7 @@ async def bench_server(server: Server, b: Budget, only: set[str]) -> dict[str, A
     out: dict[str, Any] = {}
     async with Clients(server.url) as clients:
         steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-            "wait": lambda: wait_scenarios(clients, b),
+            "wait": lambda: wait_scenarios(clients, b, server.cpu_s),
             "get_ok": lambda: get_ok(clients, b),
             "stream": lambda: stream_first_event(clients, b),
             "sse": lambda: sse_rate(clients, b),

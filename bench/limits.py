@@ -56,7 +56,10 @@ async def _graph_limits(kind: str, tmp: Path, b: Budget) -> dict[str, Any]:
                     raise ValueError(result)
 
             await invoke(0)  # warm-up
-            out[f"c{level}"] = (await closed_loop(invoke, level, b.limit_s, 10**6)).summary()
+            cpu0 = time.process_time()  # this process, all threads (the saver's included)
+            res = await closed_loop(invoke, level, b.limit_s, 10**6)
+            out[f"c{level}"] = {**res.summary(), "cpu_ms_per_run":
+                                1000 * (time.process_time() - cpu0) / max(1, len(res.latencies))}
         if kind == "sqlite":
             out["astream"] = await _astream_limits(saver, b)
     return out

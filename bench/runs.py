@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -29,18 +30,23 @@ async def wait_run(client: httpx.AsyncClient, thread_id: str) -> None:
         raise ValueError(f"unexpected /wait body {out!r}")
 
 
-async def wait_scenarios(clients: Clients, b: Budget) -> dict[str, Any]:
+async def wait_scenarios(clients: Clients, b: Budget,
+                         cpu_s: Callable[[], float] | None = None) -> dict[str, Any]:
     """Scenario 1: ``/runs/wait`` at each concurrency level (one thread per worker), then
-    ``b.burst`` concurrent requests at once (one thread each)."""
+    ``b.burst`` concurrent requests at once (one thread each). With ``cpu_s`` (the server's
+    CPU seconds so far), each level also records the server's CPU milliseconds per run."""
     out: dict[str, Any] = {}
     warm = await create_threads(clients, 1)
     for _ in range(3):
         await wait_run(clients(), warm[0])
     for level in b.wait_levels:
         threads = await create_threads(clients, level)
+        cpu0 = cpu_s() if cpu_s else 0.0
         res = await closed_loop(lambda w, t=threads: wait_run(clients(w), t[w]), level,
                                 b.wait_s, b.wait_max_runs)
         out[f"c{level}"] = res.summary()
+        if cpu_s and res.latencies:
+            out[f"c{level}"]["cpu_ms_per_run"] = 1000 * (cpu_s() - cpu0) / len(res.latencies)
     threads = await create_threads(clients, b.burst)
     res = await burst([lambda i=i, t=t: wait_run(clients(i), t) for i, t in enumerate(threads)])
     out["burst"] = {**res.summary(), "concurrency": b.burst}

@@ -54,6 +54,21 @@ def rss_kb(pid: int) -> int:
     return total
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every descendant process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        todo += _children(p)
+    return total
+
+
 class Server:
     """A started server process: ``url``, ``rss_kb()``, ``stop()``."""
 
@@ -85,6 +100,9 @@ class Server:
 
     def rss_kb(self) -> int:
         return rss_kb(self.proc.pid)
+
+    def cpu_s(self) -> float:
+        return cpu_s(self.proc.pid)
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM (SIGINT first for ``langgraph dev``), then SIGKILL if it lingers."""
