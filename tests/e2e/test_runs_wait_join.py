@@ -641,3 +641,33 @@ async def test_join_stream_of_pending_run_gets_everything(gateway_url: str) -> N
     assert [e[0] for e in events] == ["metadata", "values", "custom", "custom", "values"]
     assert events[0][1] == {"run_id": second["run_id"], "attempt": 1}
     assert contents(events[-1][1]) == ["first", "echo: first", "second", "echo: second"]
+
+
+async def _post_and_drop_at_once(gateway_url: str, path: str, body: dict[str, Any]) -> None:
+    """Send the whole request on a raw socket and close it without reading a byte."""
+    host, port = gateway_url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+    async with await anyio.connect_tcp(host, int(port)) as stream:
+        await stream.send(request)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("endpoint", ["wait", "stream"])
+async def test_on_disconnect_cancel_when_the_client_leaves_before_the_response(
+    gateway_url: str, endpoint: str
+) -> None:
+    """A client that drops right after sending (before any response byte) still cancels its
+    run: ``on_disconnect`` does not depend on the response body having started."""
+    client = get_client(url=gateway_url)
+    thread_id = await new_thread(client)
+    await _post_and_drop_at_once(gateway_url, f"/threads/{thread_id}/runs/{endpoint}", {
+        "assistant_id": "echo", "input": human("gone"), "config": delay(3),
+        "on_disconnect": "cancel"})
+    runs = await poll(lambda: client.runs.list(thread_id), lambda rs: len(rs) == 1)
+
+    async def fetch() -> str:
+        return await run_status(client, thread_id, runs[0]["run_id"])
+
+    await poll(fetch, lambda s: s == "interrupted", timeout_s=2.5)
