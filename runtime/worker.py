@@ -4,6 +4,11 @@ Each chunk is encoded to JSON once (``serialization.dumps``) and published under
 name (protocol.md section 4.1). Nothing but cancellation escapes: a graph exception becomes an
 ``error`` event and a ``RunResult`` with ``error`` set (design.md 4.8).
 
+The graph streams with ``subgraphs=True`` only when the run asked for ``stream_subgraphs``:
+LangGraph's subgraph stream plumbing cost about 30% of the server's CPU per run on a
+two-node graph (measured: 7.6-8.0 -> 5.2-5.8 ms at c=8), and the root chunks are the same
+either way (checked for values, updates, custom and an interrupt raised inside a subgraph).
+
 Deliberate differences from the reference:
 1. The ``error`` event carries the exception message for every exception type (the reference
    hides messages of types outside a short list); the full traceback goes to the log.
@@ -172,7 +177,7 @@ async def _chunks(
     kwargs = run.kwargs
     options: dict[str, Any] = {
         "stream_mode": lg_modes,
-        "subgraphs": True,
+        "subgraphs": bool(kwargs.get("subgraphs")),
         "interrupt_before": kwargs.get("interrupt_before"),
         "interrupt_after": kwargs.get("interrupt_after"),
     }
@@ -182,16 +187,20 @@ async def _chunks(
         options["context"] = kwargs["context"]
     cfg = cast(RunnableConfig, config)
     if not want_events:
-        async for ns, mode, chunk in graph.astream(graph_input, cfg, **options):
-            yield ns, mode, chunk
+        if options["subgraphs"]:
+            async for ns, mode, chunk in graph.astream(graph_input, cfg, **options):
+                yield ns, mode, chunk
+        else:  # root chunks only: (mode, chunk) pairs, no subgraph stream plumbing
+            async for mode, chunk in graph.astream(graph_input, cfg, **options):
+                yield (), mode, chunk
         return
     root_id: str | None = None
     async for event in graph.astream_events(graph_input, cfg, version="v2", **options):
         if root_id is None:
             root_id = event.get("run_id")
         if event.get("event") == "on_chain_stream" and event.get("run_id") == root_id:
-            ns, mode, chunk = event["data"]["chunk"]
-            yield ns, mode, chunk
+            data = event["data"]["chunk"]
+            yield data if options["subgraphs"] else ((), *data)
         publish("events", dumps(event))
 
 
