@@ -24,6 +24,7 @@ TEST_GRAPHS = {
     "fail": str(ROOT / "tests/graphs/fail.py") + ":graph",
     "hitl": str(ROOT / "tests/graphs/hitl.py") + ":graph",
     "subgraph": str(ROOT / "tests/graphs/subgraph.py") + ":graph",
+    "subgraph_hitl": str(ROOT / "tests/graphs/subgraph_hitl.py") + ":graph",
     "custom_events": str(ROOT / "tests/graphs/custom_events.py") + ":graph",
     "steps": str(ROOT / "tests/graphs/steps.py") + ":graph",
     "chat_agent": str(ROOT / "examples/chat_agent.py") + ":graph",

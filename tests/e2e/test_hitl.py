@@ -321,3 +321,27 @@ async def test_resume_of_a_stateless_run_is_400(gateway_url: str) -> None:
     with anyio.fail_after(5), pytest.raises(httpx.HTTPStatusError) as raised:
         await client.runs.wait(None, "hitl", command={"resume": "yes"})
     assert raised.value.response.status_code == 400
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("stream_subgraphs", [False, True])
+async def test_interrupt_inside_a_subgraph_surfaces_at_the_root(
+    gateway_url: str, stream_subgraphs: bool
+) -> None:
+    """With or without ``stream_subgraphs``, an ``interrupt()`` in a subgraph gives the root
+    ``updates`` ``{"__interrupt__"}`` and a final ``values`` with ``__interrupt__``; the thread
+    is ``interrupted`` and a resume finishes the run through the parent."""
+    client = get_client(url=gateway_url)
+    thread_id = await new_thread(client)
+    events = [(p.event, p.data) async for p in client.runs.stream(
+        thread_id, "subgraph_hitl", input=human("start"), stream_mode=["values", "updates"],
+        stream_subgraphs=stream_subgraphs)]
+    root = [(name, data) for name, data in events if "|" not in name]
+    assert any(name == "updates" and "__interrupt__" in data for name, data in root), root
+    name, last = root[-1]
+    assert name == "values" and last["__interrupt__"][0]["value"] == {"question": "go on?"}
+    assert any("|" in name for name, _ in events) == stream_subgraphs
+    assert (await client.threads.get(thread_id))["status"] == "interrupted"
+    out = await client.runs.wait(thread_id, "subgraph_hitl", command={"resume": "yes"})
+    assert contents(out)[-2:] == ["child got yes", "parent done"]
+    assert (await client.threads.get(thread_id))["status"] == "idle"
