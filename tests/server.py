@@ -25,6 +25,7 @@ TEST_GRAPHS = {
     "hitl": str(ROOT / "tests/graphs/hitl.py") + ":graph",
     "subgraph": str(ROOT / "tests/graphs/subgraph.py") + ":graph",
     "subgraph_hitl": str(ROOT / "tests/graphs/subgraph_hitl.py") + ":graph",
+    "subgraph_chat": str(ROOT / "tests/graphs/subgraph_chat.py") + ":graph",
     "custom_events": str(ROOT / "tests/graphs/custom_events.py") + ":graph",
     "steps": str(ROOT / "tests/graphs/steps.py") + ":graph",
     "chat_agent": str(ROOT / "examples/chat_agent.py") + ":graph",

@@ -582,3 +582,29 @@ async def test_resume_older_than_retained_log_reports_gap(
     # the bridge cannot know where a cursor falls among dropped events: "at least" suffices
     check_gapped(resumed, 500, exact=False)
     assert resumed[1:] == replay[1:]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("stream_subgraphs", [False, True])
+async def test_messages_from_a_subgraph_as_the_reference_sends_them(
+    gateway_url: str, stream_subgraphs: bool
+) -> None:
+    """Without ``stream_subgraphs`` the subgraph's answer comes once as a full ``ai`` message of
+    the parent's node ``child``; with it, as ``messages|child:<id>`` tokens. The parent's own
+    answer is tokens either way (the reference's output, langgraph dev 0.16.7)."""
+    client = get_client(url=gateway_url)
+    thread_id = await new_thread(client)
+    seen = [(p.event, p.data[1]["langgraph_node"], p.data[0]["content"], p.data[0]["type"])
+            async for p in client.runs.stream(
+                thread_id, "subgraph_chat", input=human("x"), stream_mode=["messages-tuple"],
+                stream_subgraphs=stream_subgraphs)
+            if p.event.startswith("messages")]
+    tokens = ["a", " ", "b", " ", "c"]
+    top = [("messages", "top", t, "AIMessageChunk") for t in tokens]
+    if stream_subgraphs:
+        child = seen[:5]
+        assert all(re.fullmatch(r"messages\|child:[0-9a-f-]{36}", e[0]) for e in child), child
+        assert [e[1:] for e in child] == [("talk", t, "AIMessageChunk") for t in tokens]
+        assert seen[5:] == top
+    else:
+        assert seen == [("messages", "child", "a b c", "ai"), *top]
