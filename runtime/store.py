@@ -184,7 +184,7 @@ class SqliteStore:
 
     async def admit_run(
         self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
-        require_interrupted: bool = False,
+        require_interrupted: bool = False, start_if_idle: bool = False,
     ) -> list[Run]:
         """Insert ``run`` as ``pending`` and mark its thread ``busy``, atomically.
 
@@ -193,9 +193,13 @@ class SqliteStore:
             create_thread: create the thread if missing (``if_not_exists=create``, stateless).
             thread_metadata: metadata for a thread created here.
             require_interrupted: the run resumes an interrupt (``command.resume``).
+            start_if_idle: insert it ``running`` straight away when the thread has no pending
+                or running run (the caller has reserved a slot): admission and start in one
+                transaction.
 
         Returns:
-            The thread's runs that were already pending or running, oldest first.
+            The thread's runs that were already pending or running, oldest first. Empty with
+            ``start_if_idle`` means the run was stored ``running``.
 
         Raises:
             ThreadNotFound: missing thread and not ``create_thread``.
@@ -224,10 +228,11 @@ class SqliteStore:
                     f"Cannot resume thread {run.thread_id}: it is not interrupted "
                     f"(status {row[0] if row else 'idle'}); there is nothing to resume."
                 )
+            status = RunStatus.RUNNING if start_if_idle and not active else run.status
             db.execute(
                 f"INSERT INTO runs ({RUN_COLS}) VALUES ({', '.join('?' * 14)})",
                 (
-                    run.run_id, run.thread_id, run.assistant_id, run.graph_id, run.status,
+                    run.run_id, run.thread_id, run.assistant_id, run.graph_id, status,
                     to_json(run.metadata), to_json(run.kwargs), run.multitask_strategy,
                     run.created_at, run.updated_at, run.attempt, run.cancel_action,
                     run.on_completion, run.not_before,

@@ -558,3 +558,19 @@ async def test_metadata_index_is_built_for_a_store_written_before_it(tmp_path: P
         assert await search_ids(s, metadata={"user": "bob"}) == ["o2", "o3"]
     async with SqliteStore.open(path) as s:  # a second open indexes nothing twice
         assert await search_ids(s, metadata={"user": "bob"}) == ["o2", "o3"]
+
+
+async def test_admit_run_start_if_idle_stores_running_only_on_an_idle_thread(
+    store: SqliteStore,
+) -> None:
+    """Admission and start in one transaction when the thread is idle; otherwise the run waits
+    ``pending`` behind the active one (and the partial unique index is never hit)."""
+    await store.create_thread("st", {})
+    first = new_run("st")
+    assert await store.admit_run(first, create_thread=False, start_if_idle=True) == []
+    assert await status_of(store, first.run_id) == RunStatus.RUNNING
+    second = new_run("st")
+    active = await store.admit_run(second, create_thread=False, start_if_idle=True)
+    assert [r.run_id for r in active] == [first.run_id]
+    assert await status_of(store, second.run_id) == RunStatus.PENDING
+    assert (await store.get_thread("st")).status == ThreadStatus.BUSY
