@@ -34,7 +34,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from runtime.sqlite_db import ThreadLane
+from runtime.sqlite_db import ThreadLane, connect_wal
 
 T = TypeVar("T")
 
@@ -58,16 +58,10 @@ class ThreadedSqliteSaver(SqliteSaver):
         Raises:
             sqlite3.Error: the file cannot be opened or set up.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-
         lane = ThreadLane("sqlite-checkpoints")
 
         def connect() -> ThreadedSqliteSaver:
-            conn = sqlite3.connect(str(path), check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            saver = cls(conn, lane)
+            saver = cls(connect_wal(path), lane)
             saver.setup()
             return saver
 
@@ -79,9 +73,6 @@ class ThreadedSqliteSaver(SqliteSaver):
                 await lane.run(saver.conn.close)
         finally:
             lane.close()
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await self._lane.run(fn)
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(conn)`` in the saver's lane, under its lock, then commit; returns its result."""
@@ -95,10 +86,10 @@ class ThreadedSqliteSaver(SqliteSaver):
                 self.conn.commit()
                 return result
 
-        return await self._run(locked)
+        return await self._lane.run(locked)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._run(partial(self.get_tuple, config))
+        return await self._lane.run(partial(self.get_tuple, config))
 
     async def alist(
         self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
@@ -109,26 +100,26 @@ class ThreadedSqliteSaver(SqliteSaver):
                                                          limit=limit)
             return list(items)
 
-        for item in await self._run(collect):
+        for item in await self._lane.run(collect):
             yield item
 
     async def aput(
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self._run(partial(self.put, config, checkpoint, metadata, new_versions))
+        return await self._lane.run(partial(self.put, config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._run(partial(self.put_writes, config, writes, task_id, task_path))
+        await self._lane.run(partial(self.put_writes, config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._run(partial(self.delete_thread, thread_id))
+        await self._lane.run(partial(self.delete_thread, thread_id))
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, Any]:
-        return await self._run(partial(self.get_delta_channel_history, config=config,
+        return await self._lane.run(partial(self.get_delta_channel_history, config=config,
                                        channels=channels))

@@ -38,6 +38,22 @@ T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], T]
 
 
+def connect_wal(path: Path | str, explicit_transactions: bool = False) -> sqlite3.Connection:
+    """A connection usable from the worker thread that runs it (``check_same_thread=False``)
+    with the gateway's pragmas: WAL, ``synchronous=NORMAL``, a 5 s busy timeout. Creates the
+    file's folder. ``explicit_transactions`` leaves transactions to the caller (``BEGIN``);
+    otherwise sqlite3 opens them implicitly (what ``SqliteSaver`` expects)."""
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    if explicit_transactions:
+        conn.isolation_level = None
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
 class ThreadLane:
     """One dedicated worker thread running submitted functions one at a time, in order.
 
@@ -89,14 +105,8 @@ class SqliteDb:
         Raises:
             sqlite3.Error: the file cannot be opened or the schema fails.
         """
-        if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-
         def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn = connect_wal(path, explicit_transactions=True)
             for name, (n_args, fn) in (functions or {}).items():
                 conn.create_function(name, n_args, fn, deterministic=True)
             conn.executescript(schema)
