@@ -25,9 +25,10 @@ one ``call_soon_threadsafe`` onto a plain future (no ``wrap_future``, no cancel 
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -38,14 +39,18 @@ T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], T]
 
 
-def connect_wal(path: Path | str, explicit_transactions: bool = False) -> sqlite3.Connection:
+def connect_wal(
+    path: Path | str, explicit_transactions: bool = False,
+    factory: type[sqlite3.Connection] = sqlite3.Connection,
+) -> sqlite3.Connection:
     """A connection usable from the worker thread that runs it (``check_same_thread=False``)
     with the gateway's pragmas: WAL, ``synchronous=NORMAL``, a 5 s busy timeout. Creates the
     file's folder. ``explicit_transactions`` leaves transactions to the caller (``BEGIN``);
-    otherwise sqlite3 opens them implicitly (what ``SqliteSaver`` expects)."""
+    otherwise sqlite3 opens them implicitly (what ``SqliteSaver`` expects). ``factory`` is
+    the connection class (``sqlite3.connect(factory=...)``)."""
     if isinstance(path, Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn = sqlite3.connect(str(path), check_same_thread=False, factory=factory)
     if explicit_transactions:
         conn.isolation_level = None
     conn.execute("PRAGMA journal_mode=WAL")
@@ -57,32 +62,72 @@ def connect_wal(path: Path | str, explicit_transactions: bool = False) -> sqlite
 class ThreadLane:
     """One dedicated worker thread running submitted functions one at a time, in order.
 
-    ``await lane.run(fn)`` returns ``fn()``'s result (or raises its exception). Close with
-    ``lane.close()`` after the last call.
+    ``await lane.run(fn)`` returns ``fn()``'s result (or raises its exception). Functions
+    submitted while the thread is busy run back to back as one batch (at most ``MAX_BATCH``);
+    after a batch, ``end_batch()`` runs once if set (the checkpointer commits there: one
+    commit for the batch, a group commit), and only then are the batch's callers woken, with
+    one ``call_soon_threadsafe`` per event loop. If ``end_batch`` raises, every call of the
+    batch raises that exception. Close with ``lane.close()`` after the last call.
     """
 
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    MAX_BATCH = 64
+
+    def __init__(self, name: str, end_batch: Callable[[], object] | None = None) -> None:
+        self.end_batch = end_batch
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=f"{name}_0", daemon=True)
+        self._thread.start()
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the lane and return its result (or raise its exception)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-
-        def call() -> None:
-            try:
-                result = fn()
-            except BaseException as exc:  # handed to the caller, never lost in the thread
-                loop.call_soon_threadsafe(_settle, future, None, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
-
-        self._executor.submit(call)
+        self._queue.put((fn, loop, future))
         return await future
 
     def close(self) -> None:
         """Stop the thread once the calls already submitted have run."""
-        self._executor.shutdown(wait=True)
+        self._queue.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[_Call] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= self.MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            stop = item is None
+            settled = [_call(fn) for fn, _, _ in batch]
+            if self.end_batch is not None and batch:
+                try:
+                    self.end_batch()
+                except BaseException as failed:  # the batch's writes are not durable
+                    settled = [(None, failed)] * len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+            for (_, loop, future), (result, exc) in zip(batch, settled, strict=True):
+                by_loop.setdefault(loop, []).append((future, result, exc))
+            for loop, items in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle_all, items)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    pass
+
+
+_Call = tuple[Callable[[], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+def _call(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return fn(), None
+    except BaseException as exc:  # handed to the caller, never lost in the thread
+        return None, exc
 
 
 class SqliteDb:
@@ -133,13 +178,14 @@ class SqliteDb:
         return await self._lane.run(partial(_transaction, self._conn, op))
 
 
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is None:
-        future.set_result(result)
-    else:
-        future.set_exception(exc)
+def _settle_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, exc in items:
+        if future.done():  # the caller was cancelled
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
 
 
 def _transaction(conn: sqlite3.Connection, op: Op[T]) -> T:

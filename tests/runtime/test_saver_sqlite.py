@@ -1,22 +1,27 @@
 """Unit tests of ThreadedSqliteSaver (runtime/saver_sqlite.py) and the checkpointer helpers
 that work on its tables (runtime/checkpointer.py): file compatibility with the library's
-AsyncSqliteSaver, FIFO order, rollback deletion and thread copy."""
+AsyncSqliteSaver, FIFO order, group commit, rollback deletion and thread copy."""
 
 from __future__ import annotations
 
 import operator
+import sqlite3
+import threading
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import aiosqlite
 import anyio
 import pytest
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from runtime.checkpointer import copy_thread, delete_run_checkpoints
 from runtime.saver_sqlite import ThreadedSqliteSaver
+from runtime.sqlite_db import ThreadLane
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -92,3 +97,106 @@ async def test_copy_thread_copies_every_checkpoint(tmp_path: Path) -> None:
         src = [c.checkpoint["id"] async for c in saver.alist(_config("src"))]
         assert [c.checkpoint["id"] async for c in saver.alist(_config("dst"))] == src
         assert (await graph.aget_state(_config("dst"))).values == {"log": ["x", "a", "b"]}
+
+
+def _committed_checkpoints(path: Path, thread_id: str) -> int:
+    """Checkpoints of ``thread_id`` another connection sees: only committed rows."""
+    with sqlite3.connect(str(path)) as other:
+        row = other.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?",
+                            (thread_id,)).fetchone()
+    return int(row[0])
+
+
+async def test_a_returned_write_is_committed_even_when_batched(tmp_path: Path) -> None:
+    """Group commit: writes queued together share one commit, and none of their callers
+    returns before it (another connection sees every checkpoint a finished run wrote)."""
+    path = tmp_path / "c.sqlite"
+    commits = 0
+    async with ThreadedSqliteSaver.open(path) as saver:
+        flush = saver.lane.end_batch
+        assert flush is not None
+
+        def counting_flush() -> None:
+            nonlocal commits
+            commits += 1
+            flush()
+
+        saver.lane.end_batch = counting_flush
+        graph = _graph().compile(checkpointer=saver)
+        threads = [str(uuid.uuid4()) for _ in range(20)]
+
+        async def run_and_check(t: str) -> None:
+            await graph.ainvoke({"log": [t]}, _config(t))
+            assert _committed_checkpoints(path, t) == 4
+
+        async with anyio.create_task_group() as tg:
+            for t in threads:
+                tg.start_soon(run_and_check, t)
+        writes = 20 * (4 + 3)  # per run: 4 checkpoints, writes of 3 tasks (input, a, b)
+        assert 0 < commits < writes, (commits, writes)
+
+
+async def test_a_failed_call_rolls_back_only_its_own_writes(tmp_path: Path) -> None:
+    """``call(fn)`` raising undoes fn's writes, not an earlier checkpoint write of the same
+    batch (both are queued behind a busy lane, so they run as one batch)."""
+    path = tmp_path / "c.sqlite"
+    release = threading.Event()
+    async with ThreadedSqliteSaver.open(path) as saver:
+        def delete_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM checkpoints")
+            raise RuntimeError("boom")
+
+        async def failing() -> None:
+            with pytest.raises(RuntimeError, match="boom"):
+                await saver.call(delete_then_fail)
+
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(saver.lane.run, partial(release.wait, 5))  # holds the lane
+            await anyio.sleep(0.05)
+            tg.start_soon(saver.aput, config, empty_checkpoint(), {}, {})
+            await anyio.sleep(0.02)
+            tg.start_soon(failing)
+            await anyio.sleep(0.02)
+            release.set()
+        assert _committed_checkpoints(path, "t") == 1
+
+
+async def test_a_failed_commit_fails_every_call_of_its_batch() -> None:
+    """Calls queued behind a busy lane run as one batch; when that batch's commit raises, no
+    caller of the batch is told it succeeded (the second commit fails; unbatched, only one
+    call would)."""
+    lane = ThreadLane("test-lane")
+    release = threading.Event()
+    commits = 0
+
+    def commit() -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    try:
+        lane.end_batch = commit
+        results: list[object] = []
+
+        async def call(i: int) -> None:
+            try:
+                results.append(await lane.run(lambda: i))
+            except sqlite3.OperationalError as exc:
+                results.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lane.run, partial(release.wait, 5))  # holds the lane: calls queue up
+            await anyio.sleep(0.05)
+            for i in range(5):
+                tg.start_soon(call, i)
+            await anyio.sleep(0.05)
+            release.set()
+        assert commits == 2
+        assert len(results) == 5
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+        assert await lane.run(lambda: "after") == "after"  # the lane goes on
+    finally:
+        lane.end_batch = None
+        lane.close()
