@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE UNIQUE INDEX IF NOT EXISTS runs_one_running ON runs(thread_id) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS runs_thread ON runs(thread_id, seq);
 CREATE INDEX IF NOT EXISTS runs_active ON runs(status, seq) WHERE status IN ('pending', 'running');
+-- a thread's active runs without walking its finished ones (admission and finalization)
+CREATE INDEX IF NOT EXISTS runs_thread_active ON runs(thread_id, seq)
+    WHERE status IN ('pending', 'running');
 CREATE TABLE IF NOT EXISTS thread_meta (
     thread_id TEXT NOT NULL,
     key TEXT NOT NULL,
