@@ -55,21 +55,24 @@ async def drive(url: str, scenario: str, seconds: float) -> str:
 
 def _idle_sites() -> set[tuple[str, int]]:
     """(file suffix, line) of the blocking waits whose samples are idle, not work: the event
-    loop's ``poll``, aiosqlite's and the executor's queue ``get``, ``threading`` waits."""
+    loop's ``poll``, aiosqlite's, the executor's and the SQLite lanes' queue ``get``,
+    ``threading`` waits."""
     import concurrent.futures.thread
     import selectors
     import threading
 
     import aiosqlite.core
 
+    import runtime.sqlite_db
+
     needles = {selectors: "self._selector.poll(", aiosqlite.core: "tx.get()",
                concurrent.futures.thread: "work_queue.get(block=True)",
-               threading: "waiter.acquire("}
+               threading: "waiter.acquire(", runtime.sqlite_db: "item = self._queue.get()"}
     sites = set()
     for module, needle in needles.items():
         path = Path(str(module.__file__))
-        suffix = "/".join(path.parts[-2:]) if module is not selectors and module is not \
-            threading else path.name
+        suffix = "/".join(path.parts[-2:]) if module not in (selectors, threading) \
+            else path.name
         for no, text in enumerate(path.read_text().splitlines(), 1):
             if needle in text:
                 sites.add((suffix, no))

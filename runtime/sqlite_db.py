@@ -9,8 +9,10 @@ Here a whole transaction is one synchronous function run in a worker thread: one
 Invariants:
 1. Calls run one at a time, in call order, on one dedicated thread (``ThreadLane``): the
    connection is never used by two threads at once.
-2. ``write(fn)`` runs ``fn`` between ``BEGIN IMMEDIATE`` and ``COMMIT`` in the same hop and
-   rolls back if ``fn`` raises, so a transaction is atomic whatever happens to the caller.
+2. ``write(fn)`` runs ``fn`` atomically in one hop: inside the lane batch's transaction
+   (``BEGIN IMMEDIATE``), in a savepoint of its own that is rolled back if ``fn`` raises. The
+   batch commits once at its end (group commit), before any of its callers is woken, so a
+   write that has returned is committed, whatever happens to the caller afterwards.
 3. An operation, once submitted, always runs to its end (commit or rollback), whatever happens
    to its caller: a cancelled caller stops waiting at once, and the result is dropped. Callers
    that must know the outcome (admission, start, finalization) shield their call.
@@ -59,21 +61,76 @@ def connect_wal(
     return conn
 
 
+class GroupCommit:
+    """Group commit on one connection: the calls of one ``ThreadLane`` batch share one write
+    transaction, committed once at the end of the batch (``end()``), before their callers are
+    woken. Every method runs on the lane's thread.
+
+    If a statement fails and SQLite rolls back the whole transaction (disk full, I/O error),
+    the batch is lost: its later calls raise without running and ``end()`` raises, so no
+    caller of the batch is told its write landed.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._lost = False
+        self._closed = False
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` as part of the batch (raises sqlite3.OperationalError if it is lost)."""
+        if self._lost:
+            raise sqlite3.OperationalError("SQLite rolled back this batch after an error")
+        was_open = self.conn.in_transaction
+        try:
+            return fn()
+        except sqlite3.Error:
+            if was_open and not self.conn.in_transaction:
+                self._lost = True
+            raise
+
+    def end(self) -> None:
+        """Commit the batch's transaction, if one is open.
+
+        Raises:
+            sqlite3.Error: the batch was lost or the commit failed; what was left of the
+                transaction is rolled back, so none of it lands with a later batch.
+        """
+        lost, self._lost = self._lost, False
+        if self._closed or (not self.conn.in_transaction and not lost):
+            return
+        try:
+            if lost:
+                raise sqlite3.OperationalError("SQLite rolled back this batch after an error")
+            sqlite3.Connection.commit(self.conn)  # the real commit, whatever the subclass
+        except BaseException:
+            if self.conn.in_transaction:
+                sqlite3.Connection.rollback(self.conn)
+            raise
+
+    def close(self) -> None:
+        """Commit what the batch wrote so far (``end()``), then close the connection."""
+        try:
+            self.end()
+        finally:
+            self._closed = True
+            self.conn.close()
+
+
 class ThreadLane:
     """One dedicated worker thread running submitted functions one at a time, in order.
 
     ``await lane.run(fn)`` returns ``fn()``'s result (or raises its exception). Functions
-    submitted while the thread is busy run back to back as one batch (at most ``MAX_BATCH``);
-    after a batch, ``end_batch()`` runs once if set (the checkpointer commits there: one
-    commit for the batch, a group commit), and only then are the batch's callers woken, with
-    one ``call_soon_threadsafe`` per event loop. If ``end_batch`` raises, every call of the
-    batch raises that exception. Close with ``lane.close()`` after the last call.
+    submitted while the thread is busy run back to back as one batch (at most ``MAX_BATCH``),
+    and the batch's callers are woken together, with one ``call_soon_threadsafe`` per event
+    loop. With ``group`` set, each function runs through ``group.call`` and the batch ends
+    with ``group.end()`` before anyone is woken; if that raises, every call of the batch
+    raises it. Close with ``lane.close()`` after the last call.
     """
 
     MAX_BATCH = 64
 
-    def __init__(self, name: str, end_batch: Callable[[], object] | None = None) -> None:
-        self.end_batch = end_batch
+    def __init__(self, name: str) -> None:
+        self.group: GroupCommit | None = None
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=f"{name}_0", daemon=True)
         self._thread.start()
@@ -104,11 +161,13 @@ class ThreadLane:
                 except queue.Empty:
                     break
             stop = item is None
-            settled = [_call(fn) for fn, _, _ in batch]
-            if self.end_batch is not None and batch:
+            group = self.group
+            settled = [_call(fn if group is None else partial(group.call, fn))
+                       for fn, _, _ in batch]
+            if group is not None and batch:
                 try:
-                    self.end_batch()
-                except BaseException as failed:  # the batch's writes are not durable
+                    group.end()
+                except BaseException as failed:  # the batch's writes did not land
                     settled = [(None, failed)] * len(batch)
             by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
             for (_, loop, future), (result, exc) in zip(batch, settled, strict=True):
@@ -160,22 +219,27 @@ class SqliteDb:
         lane = ThreadLane("sqlite-store")
         try:
             conn = await lane.run(connect)
+            group = lane.group = GroupCommit(conn)
             try:
                 yield cls(conn, lane)
             finally:
-                await lane.run(conn.close)
+                await lane.run(group.close)
         finally:
             lane.close()
 
     async def read(self, op: Op[T]) -> T:
-        """``op(conn)`` in one hop, outside any explicit transaction (a consistent snapshot
-        per statement)."""
+        """``op(conn)`` in one hop: a consistent snapshot per statement, which includes the
+        writes of the same lane batch (committed before the caller is woken)."""
         return await self._lane.run(partial(op, self._conn))
 
     async def write(self, op: Op[T]) -> T:
-        """``op(conn)`` inside ``BEGIN IMMEDIATE ... COMMIT`` in one hop; rolled back (and the
-        exception re-raised) if ``op`` raises."""
-        return await self._lane.run(partial(_transaction, self._conn, op))
+        """``op(conn)`` atomically in one hop, committed before this returns; rolled back (and
+        the exception re-raised) if ``op`` raises.
+
+        Raises:
+            sqlite3.Error: from ``op``, or the batch's commit failed (nothing of it landed).
+        """
+        return await self._lane.run(partial(_savepoint, self._conn, op))
 
 
 def _settle_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -188,12 +252,17 @@ def _settle_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None
             future.set_exception(exc)
 
 
-def _transaction(conn: sqlite3.Connection, op: Op[T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
+def _savepoint(conn: sqlite3.Connection, op: Op[T]) -> T:
+    """``op(conn)`` in the batch's write transaction (begun here if need be), in a savepoint:
+    if ``op`` raises, only its own writes are undone."""
+    if not conn.in_transaction:
+        conn.execute("BEGIN IMMEDIATE")
+    conn.execute("SAVEPOINT op")
     try:
         result = op(conn)
     except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
         raise
-    conn.execute("COMMIT")
+    conn.execute("RELEASE op")
     return result

@@ -21,7 +21,7 @@ from langgraph.graph import END, START, StateGraph
 
 from runtime.checkpointer import copy_thread, delete_run_checkpoints
 from runtime.saver_sqlite import ThreadedSqliteSaver
-from runtime.sqlite_db import ThreadLane
+from runtime.sqlite_db import GroupCommit, ThreadLane
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -113,15 +113,14 @@ async def test_a_returned_write_is_committed_even_when_batched(tmp_path: Path) -
     path = tmp_path / "c.sqlite"
     commits = 0
     async with ThreadedSqliteSaver.open(path) as saver:
-        flush = saver.lane.end_batch
-        assert flush is not None
+        end = saver.group.end
 
-        def counting_flush() -> None:
+        def counting_end() -> None:
             nonlocal commits
             commits += 1
-            flush()
+            end()
 
-        saver.lane.end_batch = counting_flush
+        saver.group.end = counting_end  # type: ignore[method-assign]
         graph = _graph().compile(checkpointer=saver)
         threads = [str(uuid.uuid4()) for _ in range(20)]
 
@@ -162,22 +161,28 @@ async def test_a_failed_call_rolls_back_only_its_own_writes(tmp_path: Path) -> N
         assert _committed_checkpoints(path, "t") == 1
 
 
+class _FlakyGroup(GroupCommit):
+    """A group commit whose second ``end()`` fails, as a commit on a full disk would."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        self.ends = 0
+
+    def end(self) -> None:
+        self.ends += 1
+        if self.ends == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        super().end()
+
+
 async def test_a_failed_commit_fails_every_call_of_its_batch() -> None:
     """Calls queued behind a busy lane run as one batch; when that batch's commit raises, no
-    caller of the batch is told it succeeded (the second commit fails; unbatched, only one
-    call would)."""
+    caller of the batch is told it succeeded (unbatched, only one call would fail)."""
     lane = ThreadLane("test-lane")
     release = threading.Event()
-    commits = 0
-
-    def commit() -> None:
-        nonlocal commits
-        commits += 1
-        if commits == 2:
-            raise sqlite3.OperationalError("disk I/O error")
-
+    group = _FlakyGroup(sqlite3.connect(":memory:", check_same_thread=False))
     try:
-        lane.end_batch = commit
+        lane.group = group
         results: list[object] = []
 
         async def call(i: int) -> None:
@@ -193,10 +198,10 @@ async def test_a_failed_commit_fails_every_call_of_its_batch() -> None:
                 tg.start_soon(call, i)
             await anyio.sleep(0.05)
             release.set()
-        assert commits == 2
+        assert group.ends == 2
         assert len(results) == 5
         assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
         assert await lane.run(lambda: "after") == "after"  # the lane goes on
     finally:
-        lane.end_batch = None
+        await lane.run(group.close)
         lane.close()
