@@ -62,7 +62,7 @@ from runtime.types import (
     ThreadOutcome,
     ThreadStatus,
 )
-from runtime.worker import RunResult, execute_run, read_outcome
+from runtime.worker import RunResult, completed_outcome, execute_run, read_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +308,9 @@ class RunManager:
                 handle.result_body = dumps(outcome.values or {})
                 self._handles.pop(run.run_id, None)  # deleted: reads must 404
                 return
-            outcome = await self._outcome(run, result.error)
+            ended = (completed_outcome(self.graphs.graph(run.graph_id), run, result)
+                     if handle.cancel_action is None else None)
+            outcome = ended or await self._outcome(run, result.error)
             if result.error:
                 status = RunStatus.ERROR
             elif handle.cancel_action is None or finished_before_cancel(run, outcome):

