@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 
 from bench.budget import Budget
 from bench.client import Clients, burst, call, closed_loop, create_threads, median, pct_ms, sse
+from bench.rawhttp import post_once
 
 TRIVIAL = {"assistant_id": "trivial", "input": {"n": 1}}
 
@@ -30,11 +32,22 @@ async def wait_run(client: httpx.AsyncClient, thread_id: str) -> None:
         raise ValueError(f"unexpected /wait body {out!r}")
 
 
+async def wait_run_raw(base_url: str, thread_id: str) -> None:
+    """``wait_run`` on a fresh connection through the lean client (``bench.rawhttp``)."""
+    status, body = await post_once(base_url, f"/threads/{thread_id}/runs/wait",
+                                   orjson.dumps(TRIVIAL))
+    out = orjson.loads(body) if status == 200 else None
+    if not isinstance(out, dict) or out.get("label") != "n=2":
+        raise ValueError(f"unexpected /wait answer {status} {body[:200]!r}")
+
+
 async def wait_scenarios(clients: Clients, b: Budget,
                          cpu_s: Callable[[], float] | None = None) -> dict[str, Any]:
     """Scenario 1: ``/runs/wait`` at each concurrency level (one thread per worker), then
-    ``b.burst`` concurrent requests at once (one thread each). With ``cpu_s`` (the server's
-    CPU seconds so far), each level also records the server's CPU milliseconds per run."""
+    ``b.burst`` concurrent requests at once (one thread and one new connection each, sent by
+    the lean client of ``bench.rawhttp``: httpx was the bottleneck there). With ``cpu_s``
+    (the server's CPU seconds so far), each level also records the server's CPU milliseconds
+    per run."""
     out: dict[str, Any] = {}
     warm = await create_threads(clients, 1)
     for _ in range(3):
@@ -48,7 +61,7 @@ async def wait_scenarios(clients: Clients, b: Budget,
         if cpu_s and res.latencies:
             out[f"c{level}"]["cpu_ms_per_run"] = 1000 * (cpu_s() - cpu0) / len(res.latencies)
     threads = await create_threads(clients, b.burst)
-    res = await burst([lambda i=i, t=t: wait_run(clients(i), t) for i, t in enumerate(threads)])
+    res = await burst([lambda t=t: wait_run_raw(clients.base_url, t) for t in threads])
     out["burst"] = {**res.summary(), "concurrency": b.burst}
     return out
 
