@@ -45,6 +45,7 @@ from anyio.abc import TaskGroup
 
 from runtime.bridge import FROM_START, Cursor, MemoryStreamBridge
 from runtime.checkpointer import Saver, delete_run_checkpoints
+from runtime.completion import Completion
 from runtime.errors import BadRequest, NothingToCancel, RunNotFound, Unavailable
 from runtime.graphs import GraphRegistry
 from runtime.ids import now_iso
@@ -72,7 +73,7 @@ class _RunHandle:
     """Live state of one admitted run (never leaves ``runtime/``)."""
 
     run: Run
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: Completion = field(default_factory=Completion)
     task: asyncio.Task[Any] | None = None
     executing: bool = False  # inside execute_run: a cancel is delivered to ``task``
     signalled: bool = False  # a user cancel was delivered
@@ -491,6 +492,28 @@ class RunManager:
             await anyio.sleep(timeout_s)  # owned by no live task: recovery will pick it up
             return None
         return stored_result_body(run, await self.store.get_thread(thread_id))
+
+    def result_future(self, thread_id: str, run_id: str) -> asyncio.Future[bytes] | None:
+        """The ``/join`` body of a run live in this process, as a new future resolved when the
+        run ends; it raises Unavailable if a shutdown put the run back to ``pending``. None if
+        the run is not live here (then use ``wait_result``). The caller may cancel it."""
+        handle = self._handles.get(run_id)
+        if handle is None or handle.run.thread_id != thread_id:
+            return None
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def resolve() -> None:
+            if future.done():
+                return
+            if handle.result_body is None:
+                future.set_exception(
+                    Unavailable("The server shut down; the run resumes after the restart."))
+            else:
+                future.set_result(handle.result_body)
+
+        handle.done.add_done_callback(resolve)
+        future.add_done_callback(lambda _: handle.done.remove_done_callback(resolve))
+        return future
 
     def subscribe(
         self, run_id: str, cursor: Cursor = FROM_START

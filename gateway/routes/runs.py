@@ -29,6 +29,7 @@ from gateway.schemas import (
     validate,
 )
 from gateway.sse import encode_plain, frames, parse_stream_modes, sse_response
+from gateway.wait import WaitResponse
 from runtime.bridge import FROM_START, parse_last_event_id
 from runtime.errors import NothingToCancel, RunNotFound, Unavailable
 from runtime.runs import RunManager
@@ -122,12 +123,20 @@ async def create_wait(request: Request) -> Response:
     run, body = await _create(request, stateless)
     rt = runtime_of(request)
     content_location, _ = _paths(run, stateless)
-    return StreamingResponse(
-        _wait_body(rt.manager, run, body.on_disconnect == "cancel"),
-        media_type="application/json",
-        headers={"Location": f"/threads/{run.thread_id}/runs/{run.run_id}/join",
-                 "Content-Location": content_location},
-    )
+    return _wait_response(rt.manager, run, body.on_disconnect == "cancel", {
+        "Location": f"/threads/{run.thread_id}/runs/{run.run_id}/join",
+        "Content-Location": content_location})
+
+
+def _wait_response(manager: RunManager, run: Run, cancel_on_disconnect: bool,
+                   headers: dict[str, str] | None = None) -> Response:
+    """The ``/wait``/``/join`` body: ``WaitResponse`` for a run live here, else the generic
+    streamed body (a run finished or recovered elsewhere, read from the store)."""
+    result = manager.result_future(run.thread_id, run.run_id)
+    if result is not None:
+        return WaitResponse(manager, run, result, cancel_on_disconnect, KEEPALIVE_S, headers)
+    return StreamingResponse(_wait_body(manager, run, cancel_on_disconnect),
+                             media_type="application/json", headers=headers)
 
 
 async def list_runs(request: Request) -> Response:
@@ -169,8 +178,7 @@ async def join(request: Request) -> Response:
     except RunNotFound:
         return raw_json_response(dumps({"__error__": {"error": "HTTPException",
                                                       "message": "404: Run not found"}}))
-    cancel = query_flag(request, "cancel_on_disconnect")
-    return StreamingResponse(_wait_body(rt.manager, run, cancel), media_type="application/json")
+    return _wait_response(rt.manager, run, query_flag(request, "cancel_on_disconnect"))
 
 
 async def join_stream(request: Request) -> Response:

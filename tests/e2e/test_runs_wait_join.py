@@ -671,3 +671,27 @@ async def test_on_disconnect_cancel_when_the_client_leaves_before_the_response(
         return await run_status(client, thread_id, runs[0]["run_id"])
 
     await poll(fetch, lambda s: s == "interrupted", timeout_s=2.5)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("cancel_flag", [True, False])
+async def test_join_cancel_on_disconnect(gateway_url: str, cancel_flag: bool) -> None:
+    """``GET .../join?cancel_on_disconnect=true``: a joiner that leaves interrupts the run;
+    without the flag the run goes on to ``success``."""
+    client = get_client(url=gateway_url)
+    thread_id = await new_thread(client)
+    run = await client.runs.create(thread_id, "echo", input=human("j"), config=delay(1.5))
+    run_id = run["run_id"]
+    await wait_running(client, thread_id, run_id)
+    params = {"cancel_on_disconnect": "true"} if cancel_flag else {}
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=20) as http, http.stream(
+        "GET", f"/threads/{thread_id}/runs/{run_id}/join", params=params,
+    ) as res:
+        assert res.status_code == 200
+        await anyio.sleep(0.3)  # the join is waiting; then the client leaves
+
+    async def fetch() -> str:
+        return await run_status(client, thread_id, run_id)
+
+    expected = "interrupted" if cancel_flag else "success"
+    assert await poll(fetch, lambda s: s not in ("pending", "running"), timeout_s=6) == expected
