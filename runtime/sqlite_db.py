@@ -75,17 +75,18 @@ class GroupCommit:
         self.conn = conn
         self._lost = False
         self._closed = False
+        self._ends = 0  # calls of end(): a call that ends the batch itself is not a loss
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` as part of the batch (raises sqlite3.OperationalError if it is lost)."""
         if self._lost:
             raise sqlite3.OperationalError("SQLite rolled back this batch after an error")
-        was_open = self.conn.in_transaction
+        was_open, ends = self.conn.in_transaction, self._ends
         try:
             return fn()
         except sqlite3.Error:
-            if was_open and not self.conn.in_transaction:
-                self._lost = True
+            if was_open and not self.conn.in_transaction and self._ends == ends:
+                self._lost = True  # SQLite rolled back the batch's transaction, not us
             raise
 
     def end(self) -> None:
@@ -95,6 +96,7 @@ class GroupCommit:
             sqlite3.Error: the batch was lost or the commit failed; what was left of the
                 transaction is rolled back, so none of it lands with a later batch.
         """
+        self._ends += 1
         lost, self._lost = self._lost, False
         if self._closed or (not self.conn.in_transaction and not lost):
             return

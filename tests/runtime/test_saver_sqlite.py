@@ -161,6 +161,40 @@ async def test_a_failed_call_rolls_back_only_its_own_writes(tmp_path: Path) -> N
         assert _committed_checkpoints(path, "t") == 1
 
 
+async def test_a_call_failing_with_an_sqlite_error_fails_only_itself(tmp_path: Path) -> None:
+    """``call(fn)`` commits the batch so far, then rolls back only fn's work: an SQLite error
+    there is not mistaken for SQLite dropping the batch, so the writes queued around it land
+    and their callers succeed."""
+    path = tmp_path / "c.sqlite"
+    release = threading.Event()
+    async with ThreadedSqliteSaver.open(path) as saver:
+        def bad_sql(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM checkpoints")
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        outcomes: list[object] = []
+
+        async def put(thread_id: str) -> None:
+            config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+            outcomes.append(await saver.aput(config, empty_checkpoint(), {}, {}))
+
+        async def failing() -> None:
+            with pytest.raises(sqlite3.OperationalError, match="no such table"):
+                await saver.call(bad_sql)
+            outcomes.append("failed")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(saver.lane.run, partial(release.wait, 5))  # holds the lane
+            await anyio.sleep(0.05)
+            for call in (partial(put, "before"), failing, partial(put, "after")):
+                tg.start_soon(call)
+                await anyio.sleep(0.02)
+            release.set()
+        assert len(outcomes) == 3 and "failed" in outcomes
+        assert _committed_checkpoints(path, "before") == 1
+        assert _committed_checkpoints(path, "after") == 1
+
+
 class _FlakyGroup(GroupCommit):
     """A group commit whose second ``end()`` fails, as a commit on a full disk would."""
 
