@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import operator
 import sqlite3
-import threading
 import uuid
 from functools import partial
 from pathlib import Path
@@ -22,6 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from runtime.checkpointer import copy_thread, delete_run_checkpoints
 from runtime.saver_sqlite import ThreadedSqliteSaver
 from runtime.sqlite_db import GroupCommit, ThreadLane
+from tests.runtime.lanes import hold_lane
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -139,7 +139,6 @@ async def test_a_failed_call_rolls_back_only_its_own_writes(tmp_path: Path) -> N
     """``call(fn)`` raising undoes fn's writes, not an earlier checkpoint write of the same
     batch (both are queued behind a busy lane, so they run as one batch)."""
     path = tmp_path / "c.sqlite"
-    release = threading.Event()
     async with ThreadedSqliteSaver.open(path) as saver:
         def delete_then_fail(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM checkpoints")
@@ -151,8 +150,7 @@ async def test_a_failed_call_rolls_back_only_its_own_writes(tmp_path: Path) -> N
 
         config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
         async with anyio.create_task_group() as tg:
-            tg.start_soon(saver.lane.run, partial(release.wait, 5))  # holds the lane
-            await anyio.sleep(0.05)
+            release = await hold_lane(tg, saver.lane.run)
             tg.start_soon(saver.aput, config, empty_checkpoint(), {}, {})
             await anyio.sleep(0.02)
             tg.start_soon(failing)
@@ -166,7 +164,6 @@ async def test_a_call_failing_with_an_sqlite_error_fails_only_itself(tmp_path: P
     there is not mistaken for SQLite dropping the batch, so the writes queued around it land
     and their callers succeed."""
     path = tmp_path / "c.sqlite"
-    release = threading.Event()
     async with ThreadedSqliteSaver.open(path) as saver:
         def bad_sql(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM checkpoints")
@@ -184,8 +181,7 @@ async def test_a_call_failing_with_an_sqlite_error_fails_only_itself(tmp_path: P
             outcomes.append("failed")
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(saver.lane.run, partial(release.wait, 5))  # holds the lane
-            await anyio.sleep(0.05)
+            release = await hold_lane(tg, saver.lane.run)
             for call in (partial(put, "before"), failing, partial(put, "after")):
                 tg.start_soon(call)
                 await anyio.sleep(0.02)
@@ -213,7 +209,6 @@ async def test_a_failed_commit_fails_every_call_of_its_batch() -> None:
     """Calls queued behind a busy lane run as one batch; when that batch's commit raises, no
     caller of the batch is told it succeeded (unbatched, only one call would fail)."""
     lane = ThreadLane("test-lane")
-    release = threading.Event()
     group = _FlakyGroup(sqlite3.connect(":memory:", check_same_thread=False))
     try:
         lane.group = group
@@ -226,8 +221,7 @@ async def test_a_failed_commit_fails_every_call_of_its_batch() -> None:
                 results.append(exc)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(lane.run, partial(release.wait, 5))  # holds the lane: calls queue up
-            await anyio.sleep(0.05)
+            release = await hold_lane(tg, lane.run)
             for i in range(5):
                 tg.start_soon(call, i)
             await anyio.sleep(0.05)

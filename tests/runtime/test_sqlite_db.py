@@ -5,7 +5,6 @@ failed to every caller, never as written."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import anyio
 import pytest
 
 from runtime.sqlite_db import SqliteDb
+from tests.runtime.lanes import hold_lane
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -38,7 +38,6 @@ def _insert(*keys: str, then_raise: BaseException | None = None) -> Callable[[An
 async def _as_one_batch(db: SqliteDb, calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
     """Run ``calls`` queued behind a read that holds the lane, so they form one batch; returns
     each call's result or exception, in order."""
-    release = threading.Event()
     results: list[Any] = [None] * len(calls)
 
     async def one(i: int) -> None:
@@ -48,8 +47,7 @@ async def _as_one_batch(db: SqliteDb, calls: list[Callable[[], Awaitable[Any]]])
             results[i] = exc
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(db.read, lambda conn: release.wait(5))
-        await anyio.sleep(0.05)
+        release = await hold_lane(tg, db.read)
         for i in range(len(calls)):
             tg.start_soon(one, i)
             await anyio.sleep(0.01)  # queued in this order
