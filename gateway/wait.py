@@ -73,12 +73,18 @@ class WaitResponse(Response):
             if not finished:
                 self.result.cancel()
                 if self.cancel_on_disconnect:
-                    with anyio.CancelScope(shield=True):  # maybe we are being cancelled
-                        try:
-                            await self.manager.cancel(self.run.thread_id, self.run.run_id,
-                                                      CancelAction.INTERRUPT)
-                        except NothingToCancel:
-                            pass
+                    await interrupt_run(self.manager, self.run)
+
+
+async def interrupt_run(manager: RunManager, run: Run) -> None:
+    """Interrupt ``run`` because its client left (``on_disconnect: cancel``,
+    ``cancel_on_disconnect``); nothing to do if it has ended. Shielded: it completes even when
+    the caller is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await manager.cancel(run.thread_id, run.run_id, CancelAction.INTERRUPT)
+        except NothingToCancel:
+            pass
 
 
 async def _client_left(receive: Receive) -> None:

@@ -10,9 +10,9 @@ reconnect. ``on_disconnect`` applies only to the creating request; a join never 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -29,9 +29,9 @@ from gateway.schemas import (
     validate,
 )
 from gateway.sse import encode_plain, frames, parse_stream_modes, sse_response
-from gateway.wait import WaitResponse
+from gateway.wait import WaitResponse, interrupt_run
 from runtime.bridge import FROM_START, parse_last_event_id
-from runtime.errors import NothingToCancel, RunNotFound, Unavailable
+from runtime.errors import RunNotFound, Unavailable
 from runtime.runs import RunManager
 from runtime.serialization import dumps
 from runtime.types import CancelAction, Run
@@ -54,14 +54,8 @@ async def _create(request: Request, stateless: bool) -> tuple[Run, RunCreate]:
     return run, body
 
 
-def _canceller(manager: RunManager, run: Run) -> object:
-    async def cancel() -> None:
-        try:
-            await manager.cancel(run.thread_id, run.run_id, CancelAction.INTERRUPT)
-        except NothingToCancel:
-            pass
-
-    return cancel
+def _canceller(manager: RunManager, run: Run) -> Callable[[], Awaitable[None]]:
+    return partial(interrupt_run, manager, run)
 
 
 async def create_background(request: Request) -> Response:
@@ -83,7 +77,7 @@ async def create_stream(request: Request) -> Response:
         frames(rt.manager.subscribe(run.run_id, FROM_START)),
         headers={"Location": location, "Content-Location": content_location},
         ping_interval_s=request.app.state.settings.ping_interval_s,
-        on_client_close=cancel,  # type: ignore[arg-type]
+        on_client_close=cancel,
     )
 
 
@@ -105,12 +99,8 @@ async def _wait_body(
         done = True
         yield result
     finally:
-        if not done and cancel_on_disconnect:
-            with anyio.CancelScope(shield=True):  # we are being cancelled (client left)
-                try:
-                    await manager.cancel(run.thread_id, run.run_id, CancelAction.INTERRUPT)
-                except NothingToCancel:
-                    pass
+        if not done and cancel_on_disconnect:  # we are being cancelled (client left)
+            await interrupt_run(manager, run)
 
 
 async def create_wait(request: Request) -> Response:
@@ -215,7 +205,7 @@ async def join_stream(request: Request) -> Response:
         frames(rt.manager.subscribe(run_id, cursor), modes),
         headers={"Location": location},  # the SDKs reconnect here with Last-Event-ID
         ping_interval_s=request.app.state.settings.ping_interval_s,
-        on_client_close=cancel,  # type: ignore[arg-type]
+        on_client_close=cancel,
     )
 
 
