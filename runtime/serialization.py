@@ -65,8 +65,8 @@ def dumps(obj: Any) -> bytes:
     The result is a right-sized copy: orjson keeps its whole output buffer allocated (at
     least 4 KB, and several times the output for long strings), and run logs keep every
     event's bytes for ``stream_retention_s``. Measured on the benchmark's trivial graph: 25 KB
-    held per finished run before, under 1 KB after; the copy costs well under a microsecond
-    for a small event.
+    held per finished run before, 5 KB after (the rest is the run's handle and log); the copy
+    costs well under a microsecond for a small event.
     """
     return memoryview(orjson.dumps(obj, default=_lenient, option=_OPTIONS)).tobytes()
 
