@@ -180,34 +180,140 @@ def test_make_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- approval agent --------------------------------------------------------
 
+CANCELLED = "Cancelled: the calculator was not run."
+CALC_6x7 = {
+    "action_requests": [
+        {
+            "name": "calculator",
+            "args": {"expression": "6*7"},
+            "description": 'Run calculator with {"expression": "6*7"}?',
+        }
+    ],
+    "review_configs": [
+        {"action_name": "calculator", "allowed_decisions": ["approve", "edit", "reject"]}
+    ],
+}
+
+
+def edit(expression: str) -> dict[str, Any]:
+    return {"type": "edit",
+            "edited_action": {"name": "calculator", "args": {"expression": expression}}}
+
+
+async def ask(graph: Pregel, cfg: dict[str, Any]) -> str:
+    """Run until the approval interrupt; check it is the standard HITL request; return the
+    pending tool call's id."""
+    result = await graph.ainvoke(user("what is 6*7"), cfg)
+    (intr,) = result["__interrupt__"]
+    assert intr.value == CALC_6x7
+    assert (await graph.aget_state(cfg)).next == ("approve",)
+    (call,) = result["messages"][-1].tool_calls
+    return str(call["id"])
+
 
 @pytest.mark.anyio
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(
-    ("resume", "answer"),
+    ("resume", "tool", "answer"),
     [
-        (True, "The result is 42."),
-        ({"approved": True}, "The result is 42."),
-        (False, "Cancelled: the calculator was not run."),
+        ({"decisions": [{"type": "approve"}]}, "42", "The result is 42."),
+        ({"type": "approve"}, "42", "The result is 42."),
+        ({"decisions": [edit("6*8")]}, "48", "The result is 48."),
+        ({"decisions": [{"type": "reject", "message": "not now"}]}, "not now", CANCELLED),
+        ({"decisions": [{"type": "reject"}]}, "Rejected by the user.", CANCELLED),
+        (True, "42", "The result is 42."),
+        ("yes", "42", "The result is 42."),
+        ({"approved": True}, "42", "The result is 42."),
+        (False, "Rejected by the user.", CANCELLED),
+        ("no", "Rejected by the user.", CANCELLED),
     ],
 )
-async def test_approval_agent(resume: Any, answer: str) -> None:
+async def test_approval_agent(resume: Any, tool: str, answer: str) -> None:
     graph = with_saver(load("examples.approval_agent").graph)
     cfg = thread("a1")
-    result = await graph.ainvoke(user("what is 6*7"), cfg)
-    (intr,) = result["__interrupt__"]
-    assert intr.value["question"] == "Run calculator?"
-    assert intr.value["tool_call"]["name"] == "calculator"
-    assert intr.value["tool_call"]["args"] == {"expression": "6*7"}
-    assert (await graph.aget_state(cfg)).next == ("approve",)
+    call_id = await ask(graph, cfg)
 
     result = await graph.ainvoke(Command(resume=resume), cfg)
     messages = result["messages"]
+    assert [m.type for m in messages] == ["human", "ai", "tool", "ai"]
     assert messages[-1].content == answer
     tool_msg = messages[-2]
     assert isinstance(tool_msg, ToolMessage)
-    assert tool_msg.tool_call_id == intr.value["tool_call"]["id"]
+    assert tool_msg.tool_call_id == call_id
+    assert tool_msg.content == tool
+    assert tool_msg.status == ("error" if answer == CANCELLED else "success")
+    # An edit rewrites the AI message's tool call in place: what ran is what the history says.
+    (call,) = messages[1].tool_calls
+    assert call["id"] == call_id
+    assert call["args"] == {"expression": "6*8" if tool == "48" else "6*7"}
     assert (await graph.aget_state(cfg)).next == ()
+    # The history is valid: the next turn on the thread works normally.
+    again = await graph.ainvoke(user("hello"), cfg)
+    assert again["messages"][-1].content == "You said: hello. Ask me some arithmetic, like 2+2."
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ({"decisions": []}, "Expected 1 decision(s), got 0."),
+        ({"decisions": [{"type": "accept"}]}, "Unknown decision"),
+        ({"decisions": [{"type": "edit"}]}, 'An edit needs "edited_action"'),
+        ({"decisions": [{"type": "edit", "edited_action": {"name": "shell", "args": {}}}]},
+         "Unknown tool 'shell'"),
+        ({"decisions": [{"type": "edit", "edited_action": {"name": "calculator",
+                                                           "args": {"expr": "1"}}}]},
+         "The edited args do not fit calculator: expression: Field required."),
+    ],
+)
+async def test_approval_agent_asks_again_after_an_answer_it_cannot_apply(
+    bad: Any, problem: str
+) -> None:
+    graph = with_saver(load("examples.approval_agent").graph)
+    cfg = thread("a2")
+    await ask(graph, cfg)
+    result = await graph.ainvoke(Command(resume=bad), cfg)
+    (intr,) = result["__interrupt__"]
+    (action,) = intr.value["action_requests"]
+    assert action["description"].startswith(f"Not applied: {problem}"), action
+    assert action["args"] == {"expression": "6*7"}
+    assert intr.value["review_configs"] == CALC_6x7["review_configs"]
+    assert (await graph.aget_state(cfg)).next == ("approve",)
+    result = await graph.ainvoke(Command(resume={"decisions": [edit("2+3")]}), cfg)
+    assert result["messages"][-1].content == "The result is 5."
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+async def test_approval_agent_mixed_decisions_run_only_the_approved_calls() -> None:
+    """Two tool calls in one AI message (as a real model may make): one decision each, in
+    order; only the approved/edited ones run, the rejected one gets an error ToolMessage."""
+    graph = with_saver(load("examples.approval_agent").graph)
+    cfg = thread("a3")
+    calls = [
+        {"name": "calculator", "args": {"expression": f"{n}*{n}"}, "id": f"call_{n}",
+         "type": "tool_call"}
+        for n in (2, 3, 4)
+    ]
+    await graph.aupdate_state(
+        cfg, {"messages": [HumanMessage("squares"), AIMessage("", tool_calls=calls)]},
+        as_node="agent",
+    )
+    result = await graph.ainvoke(None, cfg)
+    (intr,) = result["__interrupt__"]
+    assert [a["args"] for a in intr.value["action_requests"]] == [c["args"] for c in calls]
+    assert len(intr.value["review_configs"]) == 3
+
+    result = await graph.ainvoke(Command(resume={"decisions": [
+        {"type": "approve"}, {"type": "reject", "message": "skip"}, edit("5*5")]}), cfg)
+    messages = result["messages"]
+    assert [m.type for m in messages] == ["human", "ai", "tool", "tool", "tool", "ai"]
+    assert [c["args"]["expression"] for c in messages[1].tool_calls] == ["2*2", "3*3", "5*5"]
+    tools = {m.tool_call_id: (m.content, m.status) for m in messages[2:5]}
+    assert tools == {"call_3": ("skip", "error"), "call_2": ("4", "success"),
+                     "call_4": ("25", "success")}
+    assert messages[-1].content.startswith("The result is")
 
 
 # -- test graphs -----------------------------------------------------------
