@@ -12,6 +12,27 @@ Invariants (design.md 4.4, 4.5):
    cursor falls out of the bounded log (``max_events_per_run``) it gets a ``StreamGap``.
 4. A closed log ends every subscription once it is drained; the log is kept
    ``retention_s`` after close for late joiners and ``Last-Event-ID`` resumes, then dropped.
+5. Where a subscription starts, and whether it sees the terminal ``error`` event
+   (design.md 4.4), by what the client has already seen:
+
+   ==================  ===================  ==========================================
+   cursor              starts at            terminal ``error``
+   ==================  ===================  ==========================================
+   ``FROM_START``      the first event      yes (the creating stream; a join with no
+                                            ``Last-Event-ID``: that client has seen
+                                            nothing, the Python SDK's ``join_stream``)
+   ``(ms, seq)``       after that id        yes (a client cut mid-stream never saw it:
+                                            the SDKs' automatic reconnect)
+   ``REPLAY`` (``-1``) the first event      only if it is published after the
+                                            subscription; an ``error`` already in the
+                                            log is withheld and the stream closes
+                                            cleanly, as the reference does (useStream
+                                            re-joins a failed run with ``-1`` on every
+                                            mount, because only success clears its
+                                            stored run id: the page has shown that
+                                            error, and reads it from the thread state)
+   ``LIVE``            the next event       yes
+   ==================  ===================  ==========================================
 
 Deliberate differences from the reference:
 1. Every run is logged (not only ``stream_resumable`` ones) and every event has an id.
@@ -31,28 +52,35 @@ from typing import Literal
 from runtime.types import StreamEvent, StreamGap
 
 FROM_START: Literal["start"] = "start"
+REPLAY: Literal["replay"] = "replay"
 LIVE: Literal["live"] = "live"
-Cursor = tuple[int, int] | Literal["start", "live"]
+Cursor = tuple[int, int] | Literal["start", "replay", "live"]
+_MAX_ID_PART = 2**63 - 1  # ids are stored as SQLite INTEGERs (bridge: sqlite)
 
 
 def parse_last_event_id(value: str | None) -> Cursor:
     """Cursor for a ``Last-Event-ID`` header value.
 
-    ``None``/empty -> ``LIVE`` (only events after subscribing), ``"-1"``/``"0"`` -> ``FROM_START``,
-    ``"<ms>-<seq>"`` or ``"<ms>"`` -> events strictly after that id.
+    ``None``/empty -> ``LIVE``: the caller decides what a client that sent no id gets (a run
+    join replays from the start, the thread stream is live). ``"-1"``/``"0"`` -> ``REPLAY``;
+    ``"<ms>-<seq>"`` or ``"<ms>"`` -> events strictly after that id (invariant 5).
 
     Raises:
-        ValueError: a value of neither form.
+        ValueError: a value of neither form, or a part above ``2**63 - 1``.
     """
     if value is None or value.strip() == "":
         return LIVE
     value = value.strip()
     if value in ("-1", "0"):
-        return FROM_START
+        return REPLAY
     ms_text, sep, seq_text = value.partition("-")
-    if not ms_text.isdigit() or (sep and not seq_text.isdigit()):
+    if not (ms_text.isascii() and ms_text.isdigit()) or (
+            sep and not (seq_text.isascii() and seq_text.isdigit())):
         raise ValueError(f"invalid Last-Event-ID {value!r}")
-    return (int(ms_text), int(seq_text) if sep else -1)
+    ms, seq = int(ms_text), int(seq_text) if sep else -1
+    if ms > _MAX_ID_PART or seq > _MAX_ID_PART:
+        raise ValueError(f"invalid Last-Event-ID {value!r}: out of range")
+    return (ms, seq)
 
 
 class StreamAborted(Exception):
@@ -94,7 +122,7 @@ class _RunLog:
 
     def position_after(self, cursor: Cursor) -> int:
         """Absolute index of the first event after ``cursor`` (may be < ``base``: a gap)."""
-        if cursor == FROM_START:
+        if cursor == FROM_START or cursor == REPLAY:
             return 0
         if cursor == LIVE:
             return self.end
@@ -262,7 +290,9 @@ class MemoryStreamBridge:
 
         Yields:
             ``StreamEvent`` in id order; a ``StreamGap`` first whenever events after the
-            reader's position were already dropped. Yields nothing for an unknown run.
+            reader's position were already dropped. Yields nothing for an unknown run. With
+            ``REPLAY``, an ``error`` event already logged when this is called is skipped
+            (invariant 5).
 
         Cancellation: safe at any await; the subscription holds no resources but a cursor.
         """
@@ -270,7 +300,8 @@ class MemoryStreamBridge:
         if log is None:
             return _nothing()
         requested = "-1" if isinstance(cursor, str) else f"{cursor[0]}-{cursor[1]}"
-        return _read(log, log.position_after(cursor), requested)
+        withhold = log.end if cursor == REPLAY else 0
+        return _read(log, log.position_after(cursor), requested, withhold)
 
 
 async def _nothing() -> AsyncIterator[StreamEvent | StreamGap]:
@@ -279,18 +310,22 @@ async def _nothing() -> AsyncIterator[StreamEvent | StreamGap]:
 
 
 async def _read(
-    log: _RunLog, pos: int, last_id: str
+    log: _RunLog, pos: int, last_id: str, withhold_error_before: int = 0
 ) -> AsyncIterator[StreamEvent | StreamGap]:
+    """Read ``log`` from absolute position ``pos``; an ``error`` event at a position below
+    ``withhold_error_before`` is skipped (a ``REPLAY`` of a run that had already failed)."""
     while True:
         if pos < log.base:
             first = log.events[0].id if log.events else None
             yield StreamGap(last_id, first, log.base - pos)
             pos = log.base
         if pos < log.end:
-            batch = log.events[pos - log.base:]
+            start, batch = pos, log.events[pos - log.base:]
             pos = log.end
-            for item in batch:
+            for i, item in enumerate(batch, start):
                 last_id = item.id
+                if i < withhold_error_before and item.event == "error":
+                    continue
                 yield item
             continue
         if log.closed:

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiosqlite
 import anyio
 
-from runtime.bridge import FROM_START, LIVE, BridgeLimits, Cursor, MemoryStreamBridge
+from runtime.bridge import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, MemoryStreamBridge
 from runtime.types import StreamEvent, StreamGap
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class SqliteStreamBridge(MemoryStreamBridge):
     def subscribe(
         self, run_id: str, cursor: Cursor = FROM_START
     ) -> AsyncIterator[StreamEvent | StreamGap]:
-        """As ``MemoryStreamBridge.subscribe``; a run not in memory is replayed from SQLite."""
+        """As ``MemoryStreamBridge.subscribe``; a run not in memory is replayed from SQLite
+        (it has ended, so with ``REPLAY`` its ``error`` event is skipped)."""
         if self.has(run_id):
             return super().subscribe(run_id, cursor)
         return self._replay(run_id, cursor)
@@ -141,4 +142,6 @@ class SqliteStreamBridge(MemoryStreamBridge):
             (run_id, ms, ms, seq),
         ) as cur:
             async for row in cur:
+                if cursor == REPLAY and row[2] == "error":
+                    continue
                 yield StreamEvent(row[0], row[1], row[2], bytes(row[3]))

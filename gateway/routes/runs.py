@@ -1,7 +1,7 @@
 """Runs: create (background, stream, wait; on a thread or stateless), list, get, delete, join,
 join-stream and cancel.
 
-Headers follow the reference (protocol.md section 2): every create sets
+Headers follow the reference (protocol.md section 2): every create and every join stream sets
 ``Content-Location: /threads/{t}/runs/{r}`` (stateless: ``/runs/{r}``), the stream endpoints set
 ``Location`` to the join-stream path and ``/wait`` to the join path, which the SDKs use to
 reconnect. ``on_disconnect`` applies only to the creating request; a join never cancels unless
@@ -30,7 +30,7 @@ from gateway.schemas import (
 )
 from gateway.sse import encode_plain, frames, parse_stream_modes, sse_response
 from gateway.wait import WaitResponse, interrupt_run
-from runtime.bridge import FROM_START, parse_last_event_id
+from runtime.bridge import FROM_START, LIVE, parse_last_event_id
 from runtime.errors import RunNotFound, Unavailable
 from runtime.runs import RunManager
 from runtime.serialization import dumps
@@ -174,9 +174,12 @@ async def join(request: Request) -> Response:
 async def join_stream(request: Request) -> Response:
     """``GET /threads/{t}/runs/{r}/stream`` (and ``/runs/{r}/stream``): join the run's SSE.
 
-    ``Last-Event-ID`` resumes after that id (``-1`` = from the start); without it only new
-    events are sent. ``stream_mode`` filters (repeated or JSON-array form). A finished run
-    whose log is gone ends at once; an unknown run yields one ``error`` event.
+    ``Last-Event-ID`` resumes after that id; ``-1`` replays from the start but withholds the
+    terminal ``error`` of a run that had already failed (the reference never replays it);
+    without it the whole run is sent from its first event, ``error`` included: a fresh joiner
+    has seen nothing (deliberate difference, runtime/bridge.py invariant 5). ``stream_mode``
+    filters (repeated or JSON-array form). A finished run whose log is gone ends at once; an
+    unknown run yields one ``error`` event.
     """
     rt = runtime_of(request)
     run_id = path_uuid(request, "run_id", "run")
@@ -184,6 +187,8 @@ async def join_stream(request: Request) -> Response:
         cursor = parse_last_event_id(request.headers.get("last-event-id"))
     except ValueError:
         raise InvalidField("Invalid last-event-id: must be '-1' or '<ms>-<seq>'") from None
+    if cursor == LIVE:  # no Last-Event-ID: everything from the first event
+        cursor = FROM_START
     modes = parse_stream_modes(request.query_params.getlist("stream_mode"))
     try:
         if "thread_id" in request.path_params:
@@ -200,10 +205,11 @@ async def join_stream(request: Request) -> Response:
 
         return sse_response(missing())
     cancel = _canceller(rt.manager, run) if query_flag(request, "cancel_on_disconnect") else None
-    _, location = _paths(run, "thread_id" not in request.path_params)
+    content_location, location = _paths(run, "thread_id" not in request.path_params)
     return sse_response(
         frames(rt.manager.subscribe(run_id, cursor), modes),
-        headers={"Location": location},  # the SDKs reconnect here with Last-Event-ID
+        # the SDKs reconnect to Location with Last-Event-ID
+        headers={"Location": location, "Content-Location": content_location},
         ping_interval_s=request.app.state.settings.ping_interval_s,
         on_client_close=cancel,
     )

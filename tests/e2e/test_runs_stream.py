@@ -441,9 +441,11 @@ async def test_join_split_between_two_clients_loses_nothing(gateway_url: str) ->
 
 
 @pytest.mark.timeout(30)
-async def test_join_running_run_without_last_event_id_gets_only_later_events(
+async def test_join_running_run_without_last_event_id_replays_from_the_first_event(
     gateway_url: str,
 ) -> None:
+    """A joiner with no ``Last-Event-ID`` has seen nothing: it gets the run from ``metadata``
+    on, then the rest live (deliberate difference: the reference sends only later events)."""
     client = get_client(url=gateway_url)
     thread_id, run_id = await start_delayed_echo(client, "late", 1.0)
 
@@ -451,13 +453,12 @@ async def test_join_running_run_without_last_event_id_gets_only_later_events(
     async with aclosing(client.runs.join_stream(thread_id, run_id, last_event_id="-1")) as a:
         async for part in a:
             if part.event == "custom":
-                prepare_id = part.id
                 break
     late = await collect(client.runs.join_stream(thread_id, run_id))
     full = await collect(client.runs.join_stream(thread_id, run_id, last_event_id="-1"))
-    ids = [e[2] for e in full]
-    assert late == full[ids.index(prepare_id) + 1:]
-    assert [e[0] for e in late] == ["updates", "custom", "updates", "values"]
+    assert late == full
+    assert [e[0] for e in late] == ["metadata", "values", "custom", "updates", "custom",
+                                    "updates", "values"]
 
 
 @pytest.mark.timeout(30)
@@ -476,9 +477,9 @@ async def test_join_finished_run(gateway_url: str) -> None:
     middle = await collect(client.runs.join_stream(
         thread_id, run_id, last_event_id=original[2][2]))
     assert middle == original[3:]
-    # no Last-Event-ID on a finished run: nothing, and the stream closes
+    # no Last-Event-ID on a finished run: the whole run, and the stream closes
     with anyio.fail_after(5):
-        assert await collect(client.runs.join_stream(thread_id, run_id)) == []
+        assert await collect(client.runs.join_stream(thread_id, run_id)) == original
 
 
 @pytest.mark.timeout(30)

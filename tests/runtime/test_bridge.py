@@ -15,6 +15,7 @@ import runtime.bridge as bridge_mod
 from runtime.bridge import (
     FROM_START,
     LIVE,
+    REPLAY,
     BridgeLimits,
     Cursor,
     MemoryStreamBridge,
@@ -92,8 +93,9 @@ class Consumer:
         (None, LIVE),
         ("", LIVE),
         ("   ", LIVE),
-        ("-1", FROM_START),
-        ("0", FROM_START),
+        ("-1", REPLAY),
+        ("0", REPLAY),
+        (f"{2**63 - 1}-{2**63 - 1}", (2**63 - 1, 2**63 - 1)),
         ("123-4", (123, 4)),
         (" 123-4 ", (123, 4)),
         ("123", (123, -1)),
@@ -104,7 +106,8 @@ def test_parse_last_event_id(value: str | None, expected: Cursor) -> None:
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("value", ["abc", "12-x", "-", "-5", "1-2-3", "12-", "1.5", "x-1"])
+@pytest.mark.parametrize("value", ["abc", "12-x", "-", "-5", "1-2-3", "12-", "1.5", "x-1",
+                                   f"{2**63}-0", f"1-{2**63}", "\u00b2-1", "1-\u0663"])
 def test_parse_last_event_id_rejects_garbage(value: str) -> None:
     with pytest.raises(ValueError):
         parse_last_event_id(value)
@@ -482,3 +485,66 @@ async def test_open_is_idempotent() -> None:
     bridge.open("r")
     bridge.close("r")
     assert await collect(bridge, "r") == published
+
+
+# ---- the terminal error event (invariant 5) ----------------------------------------------------
+
+
+def failed_run(bridge: MemoryStreamBridge, run_id: str = "r") -> list[StreamEvent]:
+    """A run that published two events, then its terminal ``error``, and ended."""
+    bridge.open(run_id)
+    events = publish_n(bridge, run_id, 2)
+    error = bridge.publish(run_id, "error", b'{"error":"ValueError","message":"boom"}')
+    assert error is not None
+    bridge.close(run_id)
+    return [*events, error]
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(10)
+async def test_replay_of_a_failed_run_withholds_its_error() -> None:
+    """``-1`` (useStream's re-join on mount) gets every event but the stored ``error`` and
+    ends cleanly; a fresh joiner and a resume from an id both get the error."""
+    bridge = MemoryStreamBridge()
+    published = failed_run(bridge)
+    assert await collect(bridge, "r", REPLAY) == published[:-1]
+    assert await collect(bridge, "r", FROM_START) == published
+    assert await collect(bridge, "r", cursor_of(published[0])) == published[1:]
+    assert await collect(bridge, "r", cursor_of(published[1])) == published[2:]
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(10)
+async def test_replay_gets_an_error_published_after_it_subscribed() -> None:
+    """A ``-1`` join of a run still going sees the failure live: it was not shown yet."""
+    bridge = MemoryStreamBridge()
+    bridge.open("r")
+    before = publish_n(bridge, "r", 2)
+    consumer = Consumer(bridge.subscribe("r", REPLAY))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        error = bridge.publish("r", "error", b'{"error":"ValueError","message":"late"}')
+        bridge.close("r")
+        with anyio.fail_after(5):
+            await consumer.done.wait()
+    assert consumer.items == [*before, error]
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(10)
+async def test_replay_keeps_errors_on_the_thread_stream() -> None:
+    """The thread stream has no withholding: ``-1`` there replays the thread log as it is."""
+    bridge = MemoryStreamBridge()
+    watcher = bridge.subscribe_thread("t")
+    bridge.open("r", "t")
+    bridge.publish("r", "error", b'{"error":"E","message":"m"}')
+    bridge.close("r")
+    names: list[str] = []
+    with anyio.fail_after(5):
+        async for item in bridge.subscribe_thread("t", REPLAY):
+            assert isinstance(item, StreamEvent)
+            names.append(item.event)
+            if len(names) == 2:
+                break
+    assert names == ["error", "metadata"]
+    await watcher.aclose()  # type: ignore[attr-defined]
