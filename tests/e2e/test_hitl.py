@@ -1,6 +1,7 @@
 """End-to-end: human in the loop — ``interrupt()``, breakpoints, resume and ``Command``.
 
-The ``approval_agent`` example (a calculator call that needs approval) and the ``hitl`` test
+The ``approval_agent`` example (a calculator call that needs approval, asked in the standard
+HITL request shape and answered with approve / edit / reject decisions) and the ``hitl`` test
 graph (``draft -> ask -> finish``, ``ask`` interrupts with ``{"question", "draft"}``), over real
 HTTP with the official Python SDK and raw httpx, against protocol.md sections 2, 4.1, 6 and 8:
 an interrupted run is ``success`` and its thread ``interrupted``; the interrupt shows in the
@@ -23,6 +24,7 @@ from langgraph_sdk.errors import BadRequestError
 pytestmark = pytest.mark.anyio
 
 CANCELLED = "Cancelled: the calculator was not run."
+REJECTED = "Rejected by the user."
 STATELESS_RESUME = "You must provide a thread_id when resuming."
 
 
@@ -38,16 +40,21 @@ async def new_thread(client: LangGraphClient) -> str:
     return str((await client.threads.create())["thread_id"])
 
 
+REQUEST_6x7 = {
+    "action_requests": [{"name": "calculator", "args": {"expression": "6*7"},
+                         "description": 'Run calculator with {"expression": "6*7"}?'}],
+    "review_configs": [{"action_name": "calculator",
+                        "allowed_decisions": ["approve", "edit", "reject"]}],
+}
+
+
 def assert_approval_interrupt(interrupts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One approval interrupt for ``calculator(6*7)``; returns it."""
+    """One approval interrupt for ``calculator(6*7)`` in the standard HITL request shape
+    (``action_requests`` + ``review_configs``, what Agent Chat UI renders with buttons)."""
     assert len(interrupts) == 1, interrupts
     (intr,) = interrupts
     assert re.fullmatch(r"[0-9a-f]{32}", intr["id"]), intr
-    value = intr["value"]
-    assert value["question"] == "Run calculator?"
-    assert value["tool_call"]["name"] == "calculator"
-    assert value["tool_call"]["args"] == {"expression": "6*7"}
-    assert value["tool_call"]["id"]
+    assert intr["value"] == REQUEST_6x7
     return intr
 
 
@@ -59,7 +66,7 @@ async def ask_approval(client: LangGraphClient, thread_id: str) -> dict[str, Any
     assert intr.get("response_schema", None) is None
     messages = result["messages"]
     assert [m["type"] for m in messages] == ["human", "ai"]
-    assert messages[-1]["tool_calls"][0]["id"] == intr["value"]["tool_call"]["id"]
+    assert messages[-1]["tool_calls"][0]["args"] == {"expression": "6*7"}
 
     thread = await client.threads.get(thread_id)
     assert thread["status"] == "interrupted"
@@ -82,32 +89,52 @@ async def ask_approval(client: LangGraphClient, thread_id: str) -> dict[str, Any
 # ---- approval_agent ------------------------------------------------------------------------
 
 
+def asked_for(values: dict[str, Any]) -> dict[str, Any]:
+    """The args of the one action request of ``values``'s one interrupt."""
+    (intr,) = values["__interrupt__"]
+    (action,) = intr["value"]["action_requests"]
+    return dict(action["args"])
+
+
+def edit(expression: str) -> dict[str, Any]:
+    return {"type": "edit",
+            "edited_action": {"name": "calculator", "args": {"expression": expression}}}
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(
-    ("resume", "answer"),
-    [(True, "The result is 42."), ({"approved": True}, "The result is 42."),
-     (False, CANCELLED), ("no", CANCELLED)],
+    ("resume", "tool", "answer"),
+    [({"decisions": [{"type": "approve"}]}, "42", "The result is 42."),
+     ({"decisions": [edit("6*8")]}, "48", "The result is 48."),
+     ({"decisions": [{"type": "reject", "message": "Not now, thanks."}]},
+      "Not now, thanks.", CANCELLED),
+     ({"decisions": [{"type": "reject"}]}, REJECTED, CANCELLED),
+     # the old simple answers still work
+     (True, "42", "The result is 42."), ({"approved": True}, "42", "The result is 42."),
+     (False, REJECTED, CANCELLED), ("no", REJECTED, CANCELLED)],
 )
-async def test_approval_agent_resume(gateway_url: str, resume: Any, answer: str) -> None:
+async def test_approval_agent_resume(
+    gateway_url: str, resume: Any, tool: str, answer: str
+) -> None:
+    """approve runs the proposed call, edit the edited one (the AI message's tool call shows
+    the edit), reject closes the call with an error ToolMessage carrying the message; in every
+    case the history stays valid: a normal run on the same thread afterwards works."""
     client = get_client(url=gateway_url)
     thread_id = await new_thread(client)
-    intr = await ask_approval(client, thread_id)
+    await ask_approval(client, thread_id)
 
     result = await client.runs.wait(thread_id, "approval_agent", command={"resume": resume})
     assert isinstance(result, dict)
     assert "__interrupt__" not in result
     messages = result["messages"]
-    assert messages[-1]["type"] == "ai"
+    assert [m["type"] for m in messages] == ["human", "ai", "tool", "ai"]
     assert messages[-1]["content"] == answer
-    tool = messages[-2]
-    assert tool["type"] == "tool"
-    assert tool["tool_call_id"] == intr["value"]["tool_call"]["id"]
-    if answer == CANCELLED:
-        assert tool["status"] == "error"
-        assert [m["type"] for m in messages] == ["human", "ai", "tool", "ai"]
-    else:
-        assert tool["content"] == "42"
-        assert [m["type"] for m in messages] == ["human", "ai", "tool", "ai"]
+    (call,) = messages[1]["tool_calls"]
+    assert call["args"] == {"expression": "6*8" if tool == "48" else "6*7"}
+    tool_msg = messages[2]
+    assert tool_msg["tool_call_id"] == call["id"]
+    assert tool_msg["content"] == tool
+    assert tool_msg["status"] == ("error" if answer == CANCELLED else "success")
 
     thread = await client.threads.get(thread_id)
     assert thread["status"] == "idle"
@@ -119,6 +146,44 @@ async def test_approval_agent_resume(gateway_url: str, resume: Any, answer: str)
     assert [r["status"] for r in runs] == ["success", "success"]
     assert runs[0]["kwargs"]["command"] == {"resume": resume}
     assert runs[0]["kwargs"]["input"] is None
+
+    after = await client.runs.wait(thread_id, "approval_agent", input=human("what is 2+3"))
+    assert isinstance(after, dict)
+    assert asked_for(after) == {"expression": "2+3"}
+    done = await client.runs.wait(thread_id, "approval_agent",
+                                  command={"resume": {"decisions": [{"type": "approve"}]}})
+    assert isinstance(done, dict)
+    assert [m["type"] for m in done["messages"]] == ["human", "ai", "tool", "ai"] * 2
+    assert done["messages"][-1]["content"] == "The result is 5."
+    assert (await client.threads.get(thread_id))["status"] == "idle"
+
+
+@pytest.mark.timeout(30)
+async def test_approval_agent_asks_again_after_an_answer_it_cannot_apply(
+    gateway_url: str,
+) -> None:
+    """A standard-shaped answer that cannot be applied (here: an edit with args the tool
+    refuses) does not fail the run: the thread stays interrupted with the same request, its
+    description saying what was wrong, and a good answer then finishes it."""
+    client = get_client(url=gateway_url)
+    thread_id = await new_thread(client)
+    await ask_approval(client, thread_id)
+    bad = {"decisions": [{"type": "edit",
+                          "edited_action": {"name": "calculator", "args": {"expr": "1"}}}]}
+    again = await client.runs.wait(thread_id, "approval_agent", command={"resume": bad})
+    assert isinstance(again, dict)
+    (intr,) = again["__interrupt__"]
+    (action,) = intr["value"]["action_requests"]
+    assert action["description"].startswith("Not applied: The edited args do not fit"), action
+    assert action["args"] == {"expression": "6*7"}
+    assert (await client.threads.get(thread_id))["status"] == "interrupted"
+    assert (await client.threads.get_state(thread_id))["interrupts"] == [
+        {"id": intr["id"], "value": intr["value"]}]
+    done = await client.runs.wait(thread_id, "approval_agent",
+                                  command={"resume": {"decisions": [edit("7*7")]}})
+    assert isinstance(done, dict)
+    assert done["messages"][-1]["content"] == "The result is 49."
+    assert [r["status"] for r in await client.runs.list(thread_id)] == ["success"] * 3
 
 
 @pytest.mark.timeout(30)
@@ -143,7 +208,8 @@ async def test_approval_agent_interrupt_in_stream_events(gateway_url: str) -> No
     assert (await client.threads.get(thread_id))["status"] == "interrupted"
 
     resumed = [(p.event, p.data) async for p in client.runs.stream(
-        thread_id, "approval_agent", command={"resume": True}, stream_mode="updates")]
+        thread_id, "approval_agent", command={"resume": {"decisions": [{"type": "approve"}]}},
+        stream_mode="updates")]
     nodes = [next(iter(d)) for n, d in resumed if n == "updates"]
     assert nodes == ["approve", "tools", "agent"]
     assert resumed[-1][1]["agent"]["messages"][-1]["content"] == "The result is 42."
