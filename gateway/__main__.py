@@ -6,12 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from types import FrameType
 
 import uvicorn
 
 from gateway.app import begin_shutdown, create_app
 from gateway.settings import SettingsError, load_settings
+from runtime.datadir import DataDirLocked, exclusive_data_dir
 from runtime.graphs import GraphLoadError, locate_spec
 
 
@@ -44,7 +46,18 @@ def main(argv: list[str] | None = None) -> int:
                             log_level=args.log_level,
                             timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))
     server = GatewayServer(config, on_exit=lambda: begin_shutdown(app))
-    server.run()
+    data_dir = settings.runtime_config().data_dir
+    with ExitStack() as stack:
+        if data_dir is not None:  # held for the process's life, before any store is opened
+            try:
+                stack.enter_context(exclusive_data_dir(data_dir))
+            except DataDirLocked as exc:
+                print(f"gateway: {exc}", file=sys.stderr)
+                return 2
+            except OSError as exc:  # the data dir cannot be created
+                print(f"gateway: data_dir {data_dir}: {exc}", file=sys.stderr)
+                return 2
+        server.run()
     return 0  # a failed startup (e.g. a graph module raised) exits 3 inside uvicorn
 
 

@@ -2,6 +2,8 @@
 by an earlier process, runs the scheduler, and shuts all of it down in order.
 
 Start-up, before the server accepts requests:
+  0. take the exclusive lock on ``data_dir`` (runtime/datadir.py): a second process on the same
+     files fails here with DataDirLocked, before it opens or recovers anything;
   1. open the checkpointer and the run/thread store (SQLite files under ``data_dir``);
   2. load the graphs (a bad graph spec fails start-up with GraphLoadError);
   3. recover: runs left ``running`` by a dead process go back to ``pending`` with
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import anyio
 from runtime.bridge import BridgeLimits, MemoryStreamBridge
 from runtime.bridge_sqlite import SqliteStreamBridge
 from runtime.checkpointer import Saver, open_checkpointer
+from runtime.datadir import exclusive_data_dir
 from runtime.graphs import GraphRegistry
 from runtime.runs import RunManager
 from runtime.saver_tracking import TrackingSaver
@@ -77,9 +80,22 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(config: RuntimeConfig) -> AsyncIterator[Runtime]:
-    """Open the runtime (see the module docstring for the start-up and shutdown sequence)."""
+    """Open the runtime (see the module docstring for the start-up and shutdown sequence).
+
+    Raises:
+        DataDirLocked: another process serves ``config.data_dir``.
+    """
     data = config.data_dir
     kind = "sqlite" if data is not None else "memory"
+    with exclusive_data_dir(data) if data is not None else nullcontext():
+        async with _open_runtime(config, data, kind) as runtime:
+            yield runtime
+
+
+@asynccontextmanager
+async def _open_runtime(
+    config: RuntimeConfig, data: Path | None, kind: str
+) -> AsyncIterator[Runtime]:
     async with (
         open_checkpointer(kind, data / "checkpoints.sqlite" if data else None) as saver,
         SqliteStore.open(data / "gateway.sqlite" if data else ":memory:") as store,
