@@ -28,6 +28,11 @@ Deliberate difference from design.md section 5 ("each run owns a CancelScope"):
    in-flight checkpoint writes (``AsyncBackgroundExecutor.__aexit__``); a level-triggered anyio
    scope cancels that await too, so writes landed after the rollback had deleted checkpoints
    (found by the rollback tests). Shutdown still cancels through the task group's scope.
+
+Invariant of admission:
+8. All-or-nothing: ``create()`` either raises and leaves no run behind, or returns the stored
+   run; nothing after the store's insert can turn it into an error (a client told "failed"
+   must not find its work done).
 """
 
 from __future__ import annotations
@@ -231,6 +236,9 @@ class RunManager:
         if start:  # reserve before the await, so no other admission takes the slot
             self._active += 1
             self._running_threads.add(run.thread_id)
+        # Registered before the store sees the run, so a concurrent create that finds it
+        # active (interrupt/rollback) always reaches a live handle (invariant 1).
+        self._handles[run.run_id] = handle
         with anyio.CancelScope(shield=True):  # admitted => registered, even if the client left
             try:
                 active = await self.store.admit_run(
@@ -241,11 +249,12 @@ class RunManager:
                     start_if_idle=start,
                 )
             except BaseException:
+                self._handles.pop(run.run_id, None)
                 if start:
                     self._release(run.thread_id)
                 raise
+            # From here on the run is stored: create() must return it (invariant 8).
             self.bridge.open(run.run_id, run.thread_id)
-            self._handles[run.run_id] = handle
             if start and not active:  # stored ``running``: no trip through the scheduler
                 handle.run = run.replace(status=RunStatus.RUNNING)
                 assert self._tg is not None
@@ -255,11 +264,27 @@ class RunManager:
                 self._release(run.thread_id)
             self._queue[run.run_id] = handle
             if spec.multitask_strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
-                action = CancelAction(str(spec.multitask_strategy))
-                for other in active:
-                    await self._cancel_active(other, action)
+                await self._cancel_predecessors(run, active,
+                                                CancelAction(str(spec.multitask_strategy)))
         self._wake.set()
         return run
+
+    async def _cancel_predecessors(self, run: Run, active: list[Run],
+                                   action: CancelAction) -> None:
+        """Cancel the runs that were active when ``run`` was admitted (interrupt/rollback).
+
+        ``run`` is already stored, so nothing here may fail the create: a predecessor that
+        finished (or was cancelled by another create) meanwhile has nothing left to cancel,
+        and a store error is logged; the new run still waits for its thread as always.
+        """
+        for other in active:
+            try:
+                await self._cancel_active(other, action)
+            except NothingToCancel:
+                continue
+            except Exception:
+                logger.exception("run %s: cancelling predecessor %s failed", run.run_id,
+                                 other.run_id)
 
     # ---- execution -----------------------------------------------------------------------
 
