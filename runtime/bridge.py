@@ -217,19 +217,27 @@ class MemoryStreamBridge:
 
         After each run: ``metadata`` ``{"status": "run_done", "run_id"}``. The thread log
         exists while the thread has subscribers and ``retention_s`` after the last one left,
-        so a reconnect with ``Last-Event-ID`` resumes without loss (protocol.md section 5.4).
+        so a reconnect with ``Last-Event-ID`` resumes without loss (protocol.md section 5.4);
+        a reconnect from an id older than the log starts with a ``StreamGap`` whose
+        ``dropped`` is None (unknown).
         """
         log = self._thread_logs.get(thread_id)
         if log is None:
             log = self._thread_logs[thread_id] = _RunLog(self.limits.max_events_per_run)
         log.subscribers += 1
         requested = "-1" if isinstance(cursor, str) else f"{cursor[0]}-{cursor[1]}"
-        return self._watch_thread(thread_id, log, log.position_after(cursor), requested)
+        # An id older than the thread log: the log was dropped (nobody watched the thread for
+        # retention_s) or the process restarted since, and what happened in between was never
+        # logged here. Say so (a gap of unknown size) rather than resume silently.
+        stale = not isinstance(cursor, str) and cursor[0] < log.created_ms
+        return self._watch_thread(thread_id, log, log.position_after(cursor), requested, stale)
 
     async def _watch_thread(
-        self, thread_id: str, log: _RunLog, pos: int, requested: str
+        self, thread_id: str, log: _RunLog, pos: int, requested: str, stale: bool
     ) -> AsyncIterator[StreamEvent | StreamGap]:
         try:
+            if stale:
+                yield StreamGap(requested, log.events[0].id if log.events else None, None)
             async for item in _read(log, pos, requested):
                 yield item
         finally:

@@ -201,9 +201,10 @@ class StreamEvent:
 class StreamGap:
     """Marker yielded to a subscriber whose cursor fell out of the bounded log.
 
-    ``dropped`` events between the requested id and ``first_id`` are no longer retained.
+    ``dropped`` events between the requested id and ``first_id`` are no longer retained; None
+    when the number is unknown (a thread stream resumed from before its log existed).
     """
 
     requested_id: str
     first_id: str | None
-    dropped: int
+    dropped: int | None

@@ -136,3 +136,27 @@ async def test_join_stream_has_content_location_and_location(
             assert response.headers["content-type"].startswith("text/event-stream")
             body = await response.aread()
         assert body.startswith(b"event: metadata\r\n")
+
+
+@pytest.mark.timeout(60)
+async def test_out_of_range_last_event_id_is_a_422(make_gateway: Any) -> None:
+    """With ``bridge: sqlite`` an id part of 2**63 cut the stream mid-body (OverflowError)."""
+    server = make_gateway(bridge="sqlite").start()
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        thread_id = (await http.post("/threads", json={})).json()["thread_id"]
+        r = await http.post(f"/threads/{thread_id}/runs/wait",
+                            json={"assistant_id": "echo", "input": human("x")})
+        assert r.status_code == 200
+        run_id = r.headers["content-location"].rsplit("/", 1)[1]
+        server.stop()  # restart: the finished run is now served from SQLite
+        server.start()
+        path = f"/threads/{thread_id}/runs/{run_id}/stream"
+        for bad in (f"{2**63}-0", f"1-{2**63}", "9" * 40):
+            r = await http.get(path, headers={"Last-Event-ID": bad})
+            assert r.status_code == 422, (bad, r.text)
+            assert r.json() == {"detail": "Invalid last-event-id: must be '-1' or '<ms>-<seq>'"}
+        r = await http.get(path, headers={"Last-Event-ID": f"{2**63 - 1}-{2**63 - 1}"})
+        assert r.status_code == 200 and r.content == b""
+        r = await http.get(path, headers={"Last-Event-ID": "-1"})
+        assert r.content.startswith(b"event: metadata\r\n")
+    assert "Traceback" not in server.log()

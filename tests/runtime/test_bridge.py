@@ -548,3 +548,27 @@ async def test_replay_keeps_errors_on_the_thread_stream() -> None:
                 break
     assert names == ["error", "metadata"]
     await watcher.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(10)
+async def test_thread_stream_resumed_from_before_its_log_says_gap() -> None:
+    """A thread log is only kept while watched (and ``retention_s`` after): a reconnect with
+    an id from before the log (it was dropped, or the process restarted) gets a gap of
+    unknown size first, never a silent resume; a reconnect within retention gets no gap."""
+    bridge = MemoryStreamBridge()
+    stale = bridge.subscribe_thread("t", (1, 1))
+    bridge.open("r", "t")
+    event = bridge.publish("r", "values", b"{}")
+    assert event is not None
+    with anyio.fail_after(5):
+        first = await stale.__anext__()
+        assert first == StreamGap("1-1", f"{event.ms}-1", None)
+        assert await stale.__anext__() == StreamEvent(event.ms, 1, "values", b"{}")
+        await stale.aclose()  # type: ignore[attr-defined]
+        # the log is retained: resuming from its own first id loses nothing and says nothing
+        again = bridge.subscribe_thread("t", (event.ms, 1))
+        bridge.close("r")
+        item = await again.__anext__()
+        assert isinstance(item, StreamEvent) and item.event == "metadata"
+        await again.aclose()  # type: ignore[attr-defined]
