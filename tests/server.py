@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_GRAPHS = {
     "echo": str(ROOT / "tests/graphs/echo.py") + ":graph",
     "fail": str(ROOT / "tests/graphs/fail.py") + ":graph",
+    "fail_late": str(ROOT / "tests/graphs/fail_late.py") + ":graph",
     "hitl": str(ROOT / "tests/graphs/hitl.py") + ":graph",
     "subgraph": str(ROOT / "tests/graphs/subgraph.py") + ":graph",
     "subgraph_hitl": str(ROOT / "tests/graphs/subgraph_hitl.py") + ":graph",

@@ -1,6 +1,9 @@
-"""The official JS client (``@langchain/langgraph-sdk`` 2.0.0, pinned in tests/js/package.json)
-against a real gateway process: runs ``node --test`` on ``tests/js/*.test.mjs`` with
-``GATEWAY_URL`` set and fails with node's output if any node test fails.
+"""The official JS client ``@langchain/langgraph-sdk`` against a real gateway process: runs
+``node --test`` on ``tests/js/*.test.mjs`` with ``GATEWAY_URL`` set and fails with node's output
+if any node test fails. The suite runs once per major version of the SDK, both pinned in
+tests/js/package.json: 1.x (npm's ``latest`` tag, what ``npm install`` gives a new user; the npm
+alias ``sdk1``) and 2.x (under its own name); ``LANGGRAPH_SDK=1|2`` tells tests/js/lib.mjs which
+one to import. React ``useStream`` runs under Node with react-dom and jsdom (devDependencies).
 
 Node packages come from the committed lockfile: ``npm ci --prefix tests/js`` runs here when
 ``tests/js/node_modules`` is missing or older than ``package-lock.json`` (the npm registry must
@@ -55,8 +58,14 @@ def _supports_test_concurrency(node: str) -> bool:
     return match is not None and (int(match[1]), int(match[2])) >= (20, 10)
 
 
-def run_js_suite(gateway_url: str, *, server_log: Callable[[], str] = str) -> None:
-    """``node --test`` over tests/js against ``gateway_url``; pytest.fail with the output."""
+SDK_MAJORS = (1, 2)
+
+
+def run_js_suite(
+    gateway_url: str, *, server_log: Callable[[], str] = str, sdk_major: int = 2
+) -> None:
+    """``node --test`` over tests/js against ``gateway_url`` with JS SDK ``sdk_major``.x;
+    pytest.fail with the output."""
     node = node_binary()
     assert node is not None
     ensure_node_modules()
@@ -64,7 +73,8 @@ def run_js_suite(gateway_url: str, *, server_log: Callable[[], str] = str) -> No
     assert files, "no tests/js/*.test.mjs"
     # Files run 4 at a time (node's default is cores - 1, i.e. serial on a 2-core CI box).
     concurrency = ["--test-concurrency=4"] if _supports_test_concurrency(node) else []
-    env = {**os.environ, "GATEWAY_URL": gateway_url, "NO_COLOR": "1"}
+    env = {**os.environ, "GATEWAY_URL": gateway_url, "LANGGRAPH_SDK": str(sdk_major),
+           "NO_COLOR": "1"}
     for key in ("LANGGRAPH_API_KEY", "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY"):
         env.pop(key, None)
     try:
@@ -75,10 +85,12 @@ def run_js_suite(gateway_url: str, *, server_log: Callable[[], str] = str) -> No
     except subprocess.TimeoutExpired as exc:
         output = [o.decode(errors="replace") if isinstance(o, bytes) else (o or "")
                   for o in (exc.stdout, exc.stderr)]
-        pytest.fail(f"node --test did not finish in {NODE_TIMEOUT_S}s:\n" + "\n".join(output))
+        pytest.fail(f"node --test (JS SDK {sdk_major}.x) did not finish in {NODE_TIMEOUT_S}s:\n"
+                    + "\n".join(output))
     if proc.returncode != 0:
         pytest.fail(
-            f"node --test failed ({proc.returncode}) against {gateway_url}:\n"
+            f"node --test (JS SDK {sdk_major}.x) failed ({proc.returncode}) "
+            f"against {gateway_url}:\n"
             f"{proc.stdout}\n{proc.stderr}\n--- gateway log (tail) ---\n{server_log()[-4000:]}",
             pytrace=False,
         )
@@ -100,5 +112,6 @@ def js_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProc
 
 @requires_node
 @pytest.mark.timeout(NODE_TIMEOUT_S + NPM_TIMEOUT_S + 60)
-def test_js_sdk_suite(js_gateway: GatewayProcess) -> None:
-    run_js_suite(js_gateway.url, server_log=js_gateway.log)
+@pytest.mark.parametrize("sdk_major", SDK_MAJORS, ids=[f"sdk{m}" for m in SDK_MAJORS])
+def test_js_sdk_suite(js_gateway: GatewayProcess, sdk_major: int) -> None:
+    run_js_suite(js_gateway.url, server_log=js_gateway.log, sdk_major=sdk_major)

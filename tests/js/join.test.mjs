@@ -1,6 +1,7 @@
 // Joining: background run + runs.joinStream (full replay from "-1"), abort mid-stream then
-// re-join with lastEventId (no loss, no duplicate), and threads.joinStream (every run's events
-// plus the run_done metadata).
+// re-join with lastEventId (no loss, no duplicate), a join with no Last-Event-ID (the whole run
+// from metadata on, and the terminal error of a failed run, which a "-1" replay withholds), and
+// threads.joinStream (every run's events plus the run_done metadata).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -70,7 +71,7 @@ test("abort mid-stream, re-join with lastEventId: no loss, no duplicate", { time
   assert.equal(await runStatus(client, thread.thread_id, created.run_id), "success");
 });
 
-test("join a running run without Last-Event-ID: only new events, then the end", { timeout: 20_000 }, async () => {
+test("join a running run without Last-Event-ID: replays from metadata, then live to the end", { timeout: 20_000 }, async () => {
   const thread = await client.threads.create();
   const run = await client.runs.create(thread.thread_id, "echo", {
     input: human("late"), config: delay(1), streamMode: MODES,
@@ -86,13 +87,84 @@ test("join a running run without Last-Event-ID: only new events, then the end", 
   } catch (err) {
     if (err.name !== "AbortError") throw err;
   }
+  // A fresh joiner has seen nothing: the whole run, not only what comes after the join.
   const late = await collect(client.runs.joinStream(thread.thread_id, run.run_id));
   const full = await collect(client.runs.joinStream(thread.thread_id, run.run_id, { lastEventId: "-1" }));
-  assert.ok(late.length > 0 && late.length < full.length, `late join got ${late.length} of ${full.length}`);
-  assert.notEqual(late[0].event, "metadata");
-  assert.deepEqual(late, full.slice(full.length - late.length), "a suffix of the run's events");
-  // A join after the end with no Last-Event-ID yields nothing but still ends.
-  assert.deepEqual(await collect(client.runs.joinStream(thread.thread_id, run.run_id)), []);
+  assert.equal(late[0].event, "metadata");
+  assert.deepEqual(late, full, "a join with no Last-Event-ID gets every event of the run");
+  assert.deepEqual(contents(full.filter((p) => p.event === "values").at(-1).data), ["late", "echo: late"]);
+  // After the end (the log is retained): the same replay again, and the stream ends.
+  assert.deepEqual(await collect(client.runs.joinStream(thread.thread_id, run.run_id)), full);
+});
+
+/** A client that records the response headers of every stream it opens. */
+function recordingClient() {
+  const streams = [];
+  const recording = makeClient(GATEWAY_URL, {
+    callerOptions: {
+      fetch: async (...args) => {
+        const response = await fetch(...args);
+        if (String(response.headers.get("content-type")).startsWith("text/event-stream")) {
+          streams.push({
+            url: new URL(String(args[0])).pathname,
+            location: response.headers.get("location"),
+            contentLocation: response.headers.get("content-location"),
+          });
+        }
+        return response;
+      },
+    },
+  });
+  return { recording, streams };
+}
+
+test("runs.create then joinStream with no lastEventId: a fast run, every event from metadata on", { timeout: 20_000 }, async () => {
+  const { recording, streams } = recordingClient();
+  const thread = await client.threads.create();
+  const run = await client.runs.create(thread.thread_id, "echo", { input: human("fast"), streamMode: MODES });
+  const joined = await collect(recording.runs.joinStream(thread.thread_id, run.run_id));
+  assert.deepEqual(joined.map((p) => p.event),
+    ["metadata", "values", "custom", "updates", "custom", "updates", "values"]);
+  assert.deepEqual(joined[0].data, { run_id: run.run_id, attempt: 1 });
+  assertIdsIncreasing(joined);
+  assert.deepEqual(contents(joined.at(-1).data), ["fast", "echo: fast"]);
+  assert.deepEqual(joined, await collect(client.runs.joinStream(thread.thread_id, run.run_id, { lastEventId: "-1" })));
+  // A join stream names its run like the creating stream does.
+  const runPath = `/threads/${thread.thread_id}/runs/${run.run_id}`;
+  assert.deepEqual(streams, [{ url: `${runPath}/stream`, location: `${runPath}/stream`, contentLocation: runPath }]);
+});
+
+test("runs.create then joinStream with no lastEventId: a failing run ends with its error, once", { timeout: 20_000 }, async () => {
+  const thread = await client.threads.create();
+  const run = await client.runs.create(thread.thread_id, "fail_late", { input: human("join me"), streamMode: MODES });
+  const joined = await collect(client.runs.joinStream(thread.thread_id, run.run_id));
+  assert.deepEqual(joined.map((p) => p.event),
+    ["metadata", "values", "custom", "updates", "values", "custom", "error"]);
+  assert.deepEqual(joined[0].data, { run_id: run.run_id, attempt: 1 });
+  assert.deepEqual(joined.at(-1).data, { error: "ValueError", message: "deliberate late failure: join me" });
+  assertIdsIncreasing(joined);
+  assert.equal(await runStatus(client, thread.thread_id, run.run_id), "error");
+  // Joining again with no Last-Event-ID: the same, error included (a fresh joiner never saw it).
+  assert.deepEqual(await collect(client.runs.joinStream(thread.thread_id, run.run_id)), joined);
+  // Resuming from the event before the error: only the error.
+  assert.deepEqual(await collect(client.runs.joinStream(thread.thread_id, run.run_id, {
+    lastEventId: joined.at(-2).id,
+  })), [joined.at(-1)]);
+  // A "-1" replay of a run that had already failed withholds the error (useStream re-joins with
+  // -1 after an error it has already shown) and ends cleanly.
+  assert.deepEqual(await collect(client.runs.joinStream(thread.thread_id, run.run_id, { lastEventId: "-1" })),
+    joined.slice(0, -1));
+});
+
+test("a -1 join that arrives while the run still runs gets the error live", { timeout: 20_000 }, async () => {
+  const thread = await client.threads.create();
+  const run = await client.runs.create(thread.thread_id, "fail_late", {
+    input: human("live"), config: delay(1), streamMode: MODES,
+  });
+  const joined = await collect(client.runs.joinStream(thread.thread_id, run.run_id, { lastEventId: "-1" }));
+  assert.deepEqual(joined.map((p) => p.event).slice(-2), ["custom", "error"]);
+  assert.equal(joined.filter((p) => p.event === "error").length, 1);
+  assert.deepEqual(joined.at(-1).data, { error: "ValueError", message: "deliberate late failure: live" });
 });
 
 test("threads.joinStream gets every event of a run and the run_done metadata", { timeout: 20_000 }, async () => {

@@ -3,10 +3,22 @@
 // Every test talks to a real gateway process at GATEWAY_URL (started by
 // tests/e2e/test_js_sdk.py, or by hand: `GATEWAY_URL=http://127.0.0.1:8123 node --test tests/js/`),
 // which serves the test graphs of tests/graphs/ (echo, fail, hitl, ...) and the example agents.
+// tests/e2e/test_js_sdk.py runs the whole suite once per SDK major version (LANGGRAPH_SDK=1|2).
 import assert from "node:assert/strict";
 import http from "node:http";
 
-import { Client } from "@langchain/langgraph-sdk";
+// Which major version of the SDK: LANGGRAPH_SDK=1 (npm's `latest`, installed as the alias `sdk1`)
+// or 2 (the default, installed under its own name). Where they behave differently, a test
+// branches on SDK_MAJOR and says what differs.
+export const SDK_MAJOR = Number(process.env.LANGGRAPH_SDK ?? "2");
+const SDK_PACKAGES = { 1: "sdk1", 2: "@langchain/langgraph-sdk" };
+export const SDK_PACKAGE = SDK_PACKAGES[SDK_MAJOR];
+if (SDK_PACKAGE === undefined) throw new Error(`LANGGRAPH_SDK must be 1 or 2, not ${process.env.LANGGRAPH_SDK}`);
+
+/** A module of the selected SDK: `importSdk()` is the root, `importSdk("/react")` the hook. */
+export const importSdk = (subpath = "") => import(SDK_PACKAGE + subpath);
+
+const { Client } = await importSdk();
 
 export const GATEWAY_URL = (process.env.GATEWAY_URL ?? "http://127.0.0.1:8123").replace(/\/$/, "");
 
