@@ -224,16 +224,45 @@ describe("chat page", { skip }, () => {
     });
   });
 
+  // approval_agent asks in the standard HITL request shape; the page answers {decisions: [...]}.
+  const REQUEST = (expression) => ({
+    action_requests: [
+      {
+        name: "calculator",
+        args: { expression },
+        description: `Run calculator with {"expression": "${expression}"}?`,
+      },
+    ],
+    review_configs: [{ action_name: "calculator", allowed_decisions: ["approve", "edit", "reject"] }],
+  });
+
+  // Sends `text` to approval_agent and waits for its prompt; returns the thread id.
+  async function askApproval(page, text, expression) {
+    await send(page, text);
+    await page.getByTestId("interrupt").waitFor();
+    await waitIdle(page);
+    assert.equal(await page.getByTestId("interrupt").getAttribute("data-kind"), "hitl");
+    assert.equal(
+      await page.getByTestId("interrupt-question").innerText(),
+      `Run calculator with {"expression": "${expression}"}?`,
+    );
+    assert.equal(await page.getByTestId("interrupt-call").innerText(), `calculator({"expression":"${expression}"})`);
+    const thread = threadFromUrl(page);
+    const state = await api("GET", `/threads/${thread}/state`);
+    assert.deepEqual(state.tasks[0].interrupts[0].value, REQUEST(expression));
+    return thread;
+  }
+
+  // The body of the n-th POST .../runs/stream of the thread (the resume is the second).
+  const runBody = (requests, thread, n) =>
+    JSON.parse(requests.filter((r) => r.method === "POST" && r.path === `/threads/${thread}/runs/stream`)[n].body);
+
   test("approves an interrupt from the page", async () => {
     await onPage("approve", "", async ({ page, requests }) => {
       await page.getByTestId("assistant").selectOption("approval_agent");
       assert.equal(new URL(page.url()).searchParams.get("assistant"), "approval_agent");
-      await send(page, "what is 12*(3+4)?");
-      await page.getByTestId("interrupt").waitFor();
-      await waitIdle(page);
-      assert.equal(await page.getByTestId("interrupt-question").innerText(), "Run calculator?");
+      const thread = await askApproval(page, "what is 12*(3+4)?", "12*(3+4)");
       await screenshot(page, "approve-prompt");
-      const thread = threadFromUrl(page);
       threads.approval = thread;
 
       await page.getByTestId("approve").click();
@@ -241,9 +270,8 @@ describe("chat page", { skip }, () => {
       await waitIdle(page);
       assert.equal(await page.getByTestId("interrupt").count(), 0);
 
-      const resume = requests.filter((r) => r.method === "POST" && r.path === `/threads/${thread}/runs/stream`)[1];
-      const body = JSON.parse(resume.body);
-      assert.deepEqual(body.command, { resume: true });
+      const body = runBody(requests, thread, 1);
+      assert.deepEqual(body.command, { resume: { decisions: [{ type: "approve" }] } });
       assert.equal("input" in body, false);
       const runs = await listRuns(thread);
       assert.deepEqual(runs.map((r) => r.status), ["success", "success"]);
@@ -252,14 +280,71 @@ describe("chat page", { skip }, () => {
     });
   });
 
-  test("rejects an interrupt from the page", async () => {
-    await onPage("reject", "?assistant=approval_agent", async ({ page }) => {
-      await send(page, "what is 2+3?");
-      await page.getByTestId("interrupt").waitFor();
+  test("edits the args of an interrupted tool call from the page", async () => {
+    await onPage("edit", "?assistant=approval_agent", async ({ page, requests }) => {
+      const thread = await askApproval(page, "what is 6*7?", "6*7");
+      await page.getByTestId("edit").click();
+      const args = page.getByTestId("edit-args");
+      assert.deepEqual(JSON.parse(await args.inputValue()), { expression: "6*7" });
+
+      // Not JSON: the page says so and sends nothing.
+      await args.fill("{expression: 6*8");
+      await page.getByTestId("edit-submit").click();
+      await page.getByTestId("edit-error").waitFor();
+      assert.equal(requests.filter((r) => r.method === "POST" && r.path.endsWith("/runs/stream")).length, 1);
+
+      await args.fill('{"expression": "6*8"}');
+      await screenshot(page, "edit-prompt");
+      await page.getByTestId("edit-submit").click();
+      await waitForAiText(page, "The result is 48.");
+      await waitIdle(page);
+      assert.equal(await page.getByTestId("interrupt").count(), 0);
+      assert.deepEqual(runBody(requests, thread, 1).command, {
+        resume: { decisions: [{ type: "edit", edited_action: { name: "calculator", args: { expression: "6*8" } } }] },
+      });
+      // The AI message's tool call shows what actually ran.
+      assert.match(await page.getByTestId("tool-call").innerText(), /calculator\(6\*8\)/);
+      assert.deepEqual(await renderedMessages(page), [
+        { type: "human", text: "what is 6*7?" },
+        { type: "ai", text: "" },
+        { type: "tool", text: "calculator → 48" },
+        { type: "ai", text: "The result is 48." },
+      ]);
+    });
+  });
+
+  test("rejects an interrupt from the page, with a message", async () => {
+    await onPage("reject", "?assistant=approval_agent", async ({ page, requests }) => {
+      const thread = await askApproval(page, "what is 2+3?", "2+3");
       await page.getByTestId("reject").click();
+      // Back returns to the three buttons; Reject again asks for the optional message.
+      await page.getByTestId("reject-cancel").click();
+      await page.getByTestId("approve").waitFor();
+      await page.getByTestId("reject").click();
+      await page.getByTestId("reject-message").fill("Not now, thanks.");
+      await page.getByTestId("reject-submit").click();
       await waitForAiText(page, "Cancelled: the calculator was not run.");
       await waitIdle(page);
       assert.equal(await page.getByTestId("interrupt").count(), 0);
+      assert.deepEqual(runBody(requests, thread, 1).command, {
+        resume: { decisions: [{ type: "reject", message: "Not now, thanks." }] },
+      });
+      assert.deepEqual(await renderedMessages(page), [
+        { type: "human", text: "what is 2+3?" },
+        { type: "ai", text: "" },
+        { type: "tool", text: "calculator → Not now, thanks." },
+        { type: "ai", text: "Cancelled: the calculator was not run." },
+      ]);
+      const tool = (await api("GET", `/threads/${thread}/state`)).values.messages[2];
+      assert.equal(tool.status, "error");
+
+      // The history is valid: the next turn on the thread asks again and runs when approved.
+      await askApproval(page, "and 2**5?", "2**5");
+      await page.getByTestId("approve").click();
+      await waitForAiText(page, "The result is 32.");
+      await waitIdle(page);
+      assert.equal(threadFromUrl(page), thread);
+      assert.deepEqual((await listRuns(thread)).map((r) => r.status), ["success", "success", "success", "success"]);
     });
   });
 
@@ -281,18 +366,27 @@ describe("chat page", { skip }, () => {
         const runs = await listRuns(thread);
         assert.deepEqual(runs.map((r) => r.status), ["error"]);
 
-        // useStream keeps the rejoin key after a failed run, so a reload re-joins the run's stream
-        // (Last-Event-ID: -1) and gets the same `error` event again; no new run is made.
+        // After showing the error useStream re-joins the run at once with Last-Event-ID: -1; that
+        // replay withholds the terminal error it has already shown (design.md 4), so the join ends
+        // cleanly and useStream drops its rejoin key. A reload then shows the error from
+        // GET /state (tasks[-1].error): no join, no new run.
+        const rejoin = await poll("the -1 re-join after the error", () =>
+          requests.find((r) => r.method === "GET" && r.path === `/threads/${thread}/runs/${runs[0].run_id}/stream`),
+        );
+        assert.equal(rejoin.headers["last-event-id"], "-1");
+        await poll("the rejoin key to be dropped", () =>
+          page.evaluate((t) => sessionStorage.getItem(`lg:stream:${t}`) === null, thread),
+        );
+        assert.equal(await error.innerText(), "ValueError: deliberate failure: break please");
+
         const reloadedAt = Date.now();
         await page.reload();
         await page.getByTestId("error").waitFor();
         await waitIdle(page);
         assert.equal(await page.getByTestId("error").innerText(), "ValueError: deliberate failure: break please");
         assert.deepEqual(await renderedMessages(page), [{ type: "human", text: "break please" }]);
-        const rejoin = requests.find(
-          (r) => r.at >= reloadedAt && r.path === `/threads/${thread}/runs/${runs[0].run_id}/stream`,
-        );
-        assert.equal(rejoin?.headers["last-event-id"], "-1");
+        const after = requests.filter((r) => r.at >= reloadedAt && r.path.includes("/runs"));
+        assert.deepEqual(after.map((r) => `${r.method} ${r.path}`), [], "no join and no run after the reload");
         assert.equal((await listRuns(thread)).length, 1);
       },
       { allow: FAIL_LOGGED },
