@@ -23,9 +23,11 @@ object ``args``) and ``review_configs`` (each with a string ``action_name`` and 
 ``allowed_decisions`` list); anything else gets its read-only generic view. Checked in
 langchain-ai/agent-chat-ui: ``src/components/thread/agent-inbox/types.ts`` (``HITLRequest``,
 ``Decision``), ``agent-inbox/utils.ts`` (buttons built from ``allowed_decisions``; the decision it
-sends) and ``agent-inbox/index.tsx`` (``Interrupt<HITLRequest>``), with the
-``isAgentInboxInterruptSchema`` check of ``src/lib/agent-inbox-interrupt.ts``; its resume is
-``{"decisions": [decision]}``. The same types and resume handling are in
+sends) and ``agent-inbox/index.tsx`` (``Interrupt<HITLRequest>``), and its detection
+``isAgentInboxInterruptSchema`` in ``src/lib/agent-inbox-interrupt.ts`` (read in a copy in
+another repository: the searchable upstream tree lacked that file). Its resume is
+``{"decisions": [decision]}``; its reject button wants a message (ours makes it optional). The
+same types and resume handling are in
 langchain-ai/langchain ``libs/langchain_v1/langchain/agents/middleware/human_in_the_loop.py``.
 The older Agent Inbox shape (a list of ``{"action_request": {"action", "args"}, "config":
 {"allow_accept", ...}, "description"}``) is what older Agent Chat UI builds rendered; the
