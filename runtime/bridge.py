@@ -9,7 +9,8 @@ Invariants (design.md 4.4, 4.5):
    ``Last-Event-ID`` is found in O(1) from its ``seq``.
 3. ``publish`` is synchronous and never waits on a consumer: it appends and wakes readers.
    Each subscriber is only a cursor into the log; a slow one falls behind, and when its
-   cursor falls out of the bounded log (``max_events_per_run``) it gets a ``StreamGap``.
+   cursor falls out of the bounded log (``max_events_per_run``, ``max_bytes_per_run``) it
+   gets a ``StreamGap``.
 4. A closed log ends every subscription once it is drained; the log is kept
    ``retention_s`` after close for late joiners and ``Last-Event-ID`` resumes, then dropped.
 5. Where a subscription starts, and whether it sees the terminal ``error`` event
@@ -90,12 +91,15 @@ class StreamAborted(Exception):
 class _RunLog:
     """One run's bounded event log. ``base`` is the absolute index of ``events[0]``."""
 
-    __slots__ = ("events", "base", "closed", "aborted", "wake", "max_events", "thread_id",
-                 "subscribers", "created_ms")
+    __slots__ = ("events", "base", "closed", "aborted", "wake", "max_events", "max_bytes",
+                 "nbytes", "thread_id", "subscribers", "created_ms")
 
-    def __init__(self, max_events: int, thread_id: str | None = None) -> None:
+    def __init__(self, max_events: int, max_bytes: int,
+                 thread_id: str | None = None) -> None:
         self.events: list[StreamEvent] = []
         self.base = 0
+        self.max_bytes = max_bytes
+        self.nbytes = 0  # payload bytes of ``events``
         self.closed = False
         self.aborted = False  # closed without an end: readers get StreamAborted
         self.created_ms = time.time_ns() // 1_000_000
@@ -115,9 +119,16 @@ class _RunLog:
 
     def append(self, event: StreamEvent) -> None:
         self.events.append(event)
-        if len(self.events) > self.max_events:
-            del self.events[0]
-            self.base += 1
+        self.nbytes += len(event.data)
+        drop = max(0, len(self.events) - self.max_events)
+        excess = self.nbytes - self.max_bytes
+        while excess > 0 and drop < len(self.events) - 1:  # the newest event always stays
+            excess -= len(self.events[drop].data)
+            drop += 1
+        if drop:
+            self.nbytes -= sum(len(e.data) for e in self.events[:drop])
+            del self.events[:drop]
+            self.base += drop
         self.notify()
 
     def position_after(self, cursor: Cursor) -> int:
@@ -142,10 +153,14 @@ class BridgeLimits:
     Attributes:
         max_events_per_run: events retained per run; older ones are dropped (gap on resume).
         retention_s: seconds a finished run's log is kept for joins and resumes.
+        max_bytes_per_run: payload bytes retained per run, the same way: a run whose events
+            are large (``messages`` mode re-sends the whole message so far with every token)
+            would otherwise hold ``max_events_per_run`` copies of it.
     """
 
     max_events_per_run: int = 10_000
     retention_s: float = 120.0
+    max_bytes_per_run: int = 64 * 1024 * 1024
 
 
 class MemoryStreamBridge:
@@ -164,7 +179,8 @@ class MemoryStreamBridge:
         somebody watches the thread (``subscribe_thread``).
         """
         if run_id not in self._logs:
-            self._logs[run_id] = _RunLog(self.limits.max_events_per_run, thread_id)
+            self._logs[run_id] = _RunLog(self.limits.max_events_per_run,
+                                         self.limits.max_bytes_per_run, thread_id)
 
     def has(self, run_id: str) -> bool:
         """True while the run's log is retained."""
@@ -223,7 +239,8 @@ class MemoryStreamBridge:
         """
         log = self._thread_logs.get(thread_id)
         if log is None:
-            log = self._thread_logs[thread_id] = _RunLog(self.limits.max_events_per_run)
+            log = self._thread_logs[thread_id] = _RunLog(self.limits.max_events_per_run,
+                                                         self.limits.max_bytes_per_run)
         log.subscribers += 1
         requested = "-1" if isinstance(cursor, str) else f"{cursor[0]}-{cursor[1]}"
         # An id older than the thread log: the log was dropped (nobody watched the thread for

@@ -11,6 +11,9 @@ Invariants:
 1. Rows are ``(run_id, seq)``; a run opened again (re-executed after a crash) first deletes its
    old rows, so the stored log is always the latest attempt's.
 2. A run's rows are flushed before its stream is served from SQLite (``flush`` runs first).
+3. The stored log is bounded as the in-memory one (``max_events_per_run``,
+   ``max_bytes_per_run``): rows the memory log has dropped are deleted at the next flush, and
+   a replay from before the first stored row starts with a ``StreamGap``.
 """
 
 from __future__ import annotations
@@ -108,13 +111,20 @@ class SqliteStreamBridge(MemoryStreamBridge):
             resets, self._reset = self._reset, []
             if not rows and not resets:
                 return
+            # invariant 3: what the in-memory log dropped is dropped here too
+            trims = {run_id: log.base for run_id in {row[0] for row in rows}
+                     if (log := self._logs.get(run_id)) is not None and log.base}
+            kept = [row for row in rows if row[1] > trims.get(row[0], 0)]
             try:
                 await self._conn.executemany(
                     "DELETE FROM stream_events WHERE run_id = ?", [(r,) for r in resets]
                 )
                 await self._conn.executemany(
                     "INSERT OR REPLACE INTO stream_events (run_id, seq, ms, event, data) "
-                    "VALUES (?, ?, ?, ?, ?)", rows,
+                    "VALUES (?, ?, ?, ?, ?)", kept,
+                )
+                await self._conn.executemany(
+                    "DELETE FROM stream_events WHERE run_id = ? AND seq <= ?", trims.items()
                 )
                 await self._conn.commit()
             except BaseException:
@@ -136,12 +146,18 @@ class SqliteStreamBridge(MemoryStreamBridge):
             return
         await self.flush()
         ms, seq = (0, 0) if isinstance(cursor, str) else cursor
+        requested = "-1" if isinstance(cursor, str) else f"{ms}-{seq}"
+        first = True
         async with self._conn.execute(
             "SELECT ms, seq, event, data FROM stream_events WHERE run_id = ? "
             "AND (ms > ? OR (ms = ? AND seq > ?)) ORDER BY seq",
             (run_id, ms, ms, seq),
         ) as cur:
             async for row in cur:
-                if cursor == REPLAY and row[2] == "error":
+                event = StreamEvent(row[0], row[1], row[2], bytes(row[3]))
+                if first and seq >= 0 and event.seq > seq + 1:  # rows were trimmed
+                    yield StreamGap(requested, event.id, event.seq - seq - 1)
+                first = False
+                if cursor == REPLAY and event.event == "error":
                     continue
-                yield StreamEvent(row[0], row[1], row[2], bytes(row[3]))
+                yield event

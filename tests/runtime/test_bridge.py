@@ -572,3 +572,18 @@ async def test_thread_stream_resumed_from_before_its_log_says_gap() -> None:
         item = await again.__anext__()
         assert isinstance(item, StreamEvent) and item.event == "metadata"
         await again.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(10)
+async def test_retained_log_respects_max_bytes_per_run() -> None:
+    """Large events are bounded by bytes too (``messages`` mode re-sends the whole message so
+    far with each token); the newest event is always kept, and a replay says what it lost."""
+    bridge = MemoryStreamBridge(BridgeLimits(max_bytes_per_run=1000))
+    bridge.open("r")
+    small = publish_n(bridge, "r", 3)
+    big = bridge.publish("r", "messages/partial", b"[" + b"1," * 1000 + b"1]")
+    assert big is not None
+    bridge.close("r")
+    got = await collect(bridge, "r", FROM_START)
+    assert got == [StreamGap("-1", big.id, len(small)), big]

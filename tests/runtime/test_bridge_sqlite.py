@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from runtime.bridge import FROM_START, LIVE, REPLAY, Cursor, parse_last_event_id
+from runtime.bridge import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, parse_last_event_id
 from runtime.bridge_sqlite import SqliteStreamBridge
 from runtime.types import StreamEvent, StreamGap
 
@@ -40,5 +40,26 @@ async def test_stored_failed_run_follows_the_error_rules(tmp_path: Path) -> None
         assert await collect(second, parse_last_event_id(published[0].id)) == published[1:]
         assert await collect(second, LIVE) == []
         assert await collect(second, (2**63 - 1, 2**63 - 1)) == []
+    finally:
+        await second.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(20)
+async def test_stored_log_is_bounded_like_the_memory_log(tmp_path: Path) -> None:
+    """Rows the in-memory log dropped are deleted from SQLite too; a replay from before the
+    first stored row says so with a gap."""
+    path = tmp_path / "events.sqlite"
+    first = await SqliteStreamBridge.connect(path, BridgeLimits(max_bytes_per_run=1000))
+    first.open("r")
+    published = [first.publish("r", "custom", b'"' + b"x" * 398 + b'"') for _ in range(10)]
+    first.close("r")
+    await first.aclose()
+    second = await SqliteStreamBridge.connect(path)
+    try:
+        got = await collect(second, FROM_START)
+        kept = [e for e in published if e is not None][-2:]  # 2 x 400 bytes fit in 1000
+        assert got == [StreamGap("-1", kept[0].id, 8), *kept]
+        assert await collect(second, parse_last_event_id(kept[0].id)) == kept[1:]
     finally:
         await second.aclose()
