@@ -6,6 +6,7 @@
 // tests/e2e/test_js_sdk.py runs the whole suite once per SDK major version (LANGGRAPH_SDK=1|2).
 import assert from "node:assert/strict";
 import http from "node:http";
+import net from "node:net";
 
 // Which major version of the SDK: LANGGRAPH_SDK=1 (npm's `latest`, installed as the alias `sdk1`)
 // or 2 (the default, installed under its own name). Where they behave differently, a test
@@ -148,6 +149,86 @@ export async function startCuttingProxy(targetUrl, { cutAfterBytes, match = (req
     requests,
     close: () => new Promise((resolve) => {
       server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** The length of the longest suffix of `buffer` that is a proper prefix of `marker`. */
+function partialMarkerAtEnd(buffer, marker) {
+  for (let n = Math.min(buffer.length, marker.length - 1); n > 0; n--) {
+    if (buffer.subarray(buffer.length - n).equals(marker.subarray(0, n))) return n;
+  }
+  return 0;
+}
+
+/**
+ * A TCP proxy (node:net, below HTTP) in front of `targetUrl` that forwards bytes both ways but,
+ * the first time the server->client bytes hold an SSE `event: error` frame, forwards every byte
+ * before that frame, waits until they are flushed to the client socket, then destroys the client
+ * socket and its upstream: the client has every frame before the error, complete, and sees the
+ * body break (a network error, not a clean end) just before the error. Bytes that could be the
+ * start of the marker are held back until the next chunk decides. `requests` logs each HTTP
+ * request seen client->server: method, url, Last-Event-ID, connection number; `cuts` the
+ * connection numbers cut.
+ */
+export async function startErrorCuttingProxy(targetUrl) {
+  const target = new URL(targetUrl);
+  const marker = Buffer.from("\nevent: error");
+  const requests = [];
+  const cuts = [];
+  const sockets = new Set();
+  let connections = 0;
+  const server = net.createServer((client) => {
+    const connection = ++connections;
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {});
+    }
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.end());
+    client.on("data", (chunk) => {
+      const text = chunk.toString("latin1");
+      for (const m of text.matchAll(/^(GET|POST|PUT|PATCH|DELETE) (\S+) HTTP\/1\.1\r\n((?:[^\r\n]+\r\n)*)\r\n/gm)) {
+        const lastEventId = /^last-event-id: *(.*)$/im.exec(m[3])?.[1];
+        requests.push({ method: m[1], url: m[2], lastEventId, connection });
+      }
+      upstream.write(chunk);
+    });
+    let held = Buffer.alloc(0);
+    upstream.on("data", (chunk) => {
+      held = Buffer.concat([held, chunk]);
+      if (cuts.length > 0) {
+        client.write(held);
+        held = Buffer.alloc(0);
+        return;
+      }
+      const at = held.indexOf(marker);
+      if (at === -1) {
+        const keep = partialMarkerAtEnd(held, marker);
+        client.write(held.subarray(0, held.length - keep));
+        held = held.subarray(held.length - keep);
+        return;
+      }
+      cuts.push(connection);
+      upstream.pause();
+      // Up to and including the "\n" that ends the previous frame; then cut.
+      client.write(held.subarray(0, at + 1), () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    cuts,
+    close: () => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy();
       server.close(() => resolve());
     }),
   };
