@@ -12,6 +12,7 @@
     max_attempts: 3
     stream_retention_s: 120
     max_events_per_run: 10000
+    max_log_mb_per_run: 64       # payload megabytes kept per run log (and per thread log)
     ping_interval_s: 5
     shutdown_timeout_s: 10
     cors: {allow_origins: ["*"], allow_headers: []}
@@ -62,6 +63,7 @@ class Settings(BaseModel):
     max_attempts: int = Field(3, ge=1)
     stream_retention_s: float = Field(120.0, ge=0)
     max_events_per_run: int = Field(10_000, ge=10)
+    max_log_mb_per_run: float = Field(64.0, gt=0)
     ping_interval_s: float = Field(5.0, gt=0)
     shutdown_timeout_s: float = Field(10.0, ge=0)
     cors: CorsSettings = Field(default_factory=CorsSettings)
@@ -74,7 +76,8 @@ class Settings(BaseModel):
             graphs=dict(self.graphs),
             base_dir=self.base_dir,
             data_dir=data_dir,
-            bridge=BridgeLimits(self.max_events_per_run, self.stream_retention_s),
+            bridge=BridgeLimits(self.max_events_per_run, self.stream_retention_s,
+                                round(self.max_log_mb_per_run * 1024 * 1024)),
             limits=RunLimits(
                 max_concurrent_runs=self.max_concurrent_runs,
                 handle_retention_s=self.stream_retention_s,

@@ -157,3 +157,13 @@ def test_serve_exits_nonzero_when_a_graph_module_raises(tmp_path: Path) -> None:
     done = serve("--config", str(path), "--port", "0")
     assert done.returncode == 3  # uvicorn's exit status for a failed startup
     assert "broken agent module" in done.stdout + done.stderr
+
+
+def test_stream_log_bounds_reach_the_bridge(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("graphs: {}\nmax_events_per_run: 50\nmax_log_mb_per_run: 0.5\n")
+    limits = load_settings(config).runtime_config().bridge
+    assert (limits.max_events_per_run, limits.max_bytes_per_run) == (50, 512 * 1024)
+    config.write_text("graphs: {}\nmax_log_mb_per_run: 0\n")
+    with pytest.raises(SettingsError, match="max_log_mb_per_run"):
+        load_settings(config)
