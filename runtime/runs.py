@@ -51,7 +51,7 @@ from anyio.abc import TaskGroup
 from runtime.bridge import FROM_START, Cursor, MemoryStreamBridge
 from runtime.checkpointer import Saver, delete_run_checkpoints
 from runtime.completion import Completion
-from runtime.errors import BadRequest, NothingToCancel, RunNotFound, Unavailable
+from runtime.errors import BadRequest, NotFound, NothingToCancel, RunNotFound, Unavailable
 from runtime.graphs import GraphRegistry
 from runtime.ids import now_iso
 from runtime.run_result import finished_before_cancel, result_body, stored_result_body
@@ -545,6 +545,37 @@ class RunManager:
     ) -> AsyncIterator[StreamEvent | StreamGap]:
         """The run's events after ``cursor`` until the run ends (see ``MemoryStreamBridge``)."""
         return self.bridge.subscribe(run_id, cursor)
+
+    def join_events(
+        self, run: Run, cursor: Cursor
+    ) -> AsyncIterator[StreamEvent | StreamGap]:
+        """The events of a join of ``run`` (``GET .../runs/{id}/stream``) after ``cursor``.
+
+        As ``subscribe``, and one more case: a fresh joiner (``FROM_START``) of a run that
+        failed and whose log is gone (retention passed, or a restart on ``bridge: memory``)
+        gets one ``error`` event built from the stored error, never an empty stream that a
+        script would take for success. Subscribes before returning.
+        """
+        events = self.bridge.subscribe(run.run_id, cursor)
+        if cursor != FROM_START or run.status != RunStatus.ERROR or self.bridge.has(run.run_id):
+            return events
+        return self._or_stored_error(run, events)
+
+    async def _or_stored_error(
+        self, run: Run, events: AsyncIterator[StreamEvent | StreamGap]
+    ) -> AsyncIterator[StreamEvent | StreamGap]:
+        empty = True
+        async for item in events:  # bridge: sqlite may still hold the log
+            empty = False
+            yield item
+        if empty:
+            try:
+                error = (await self.store.get_thread(run.thread_id)).error
+            except NotFound:
+                error = None
+            yield StreamEvent(int(time.time() * 1000), 0, "error", dumps(error or {
+                "error": "RunError",
+                "message": "The run ended with an error; its event log is no longer kept."}))
 
     def is_live(self, run_id: str) -> bool:
         """True while this process holds the run's event log."""

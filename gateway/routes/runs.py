@@ -207,7 +207,7 @@ async def join_stream(request: Request) -> Response:
     cancel = _canceller(rt.manager, run) if query_flag(request, "cancel_on_disconnect") else None
     content_location, location = _paths(run, "thread_id" not in request.path_params)
     return sse_response(
-        frames(rt.manager.subscribe(run_id, cursor), modes),
+        frames(rt.manager.join_events(run, cursor), modes),
         # the SDKs reconnect to Location with Last-Event-ID
         headers={"Location": location, "Content-Location": content_location},
         ping_interval_s=request.app.state.settings.ping_interval_s,

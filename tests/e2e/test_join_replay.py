@@ -160,3 +160,24 @@ async def test_out_of_range_last_event_id_is_a_422(make_gateway: Any) -> None:
         r = await http.get(path, headers={"Last-Event-ID": "-1"})
         assert r.content.startswith(b"event: metadata\r\n")
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.timeout(60)
+async def test_fresh_join_of_a_failed_run_whose_log_is_gone_gets_its_error(
+    make_gateway: Any,
+) -> None:
+    """After ``stream_retention_s`` (or a restart on ``bridge: memory``) the log is gone; a
+    script joining the failed run must still see the failure, not an empty stream."""
+    server = make_gateway(stream_retention_s=0.2).start()
+    client = get_client(url=server.url)
+    thread_id, run_id = await create(client, "fail", "no")
+    assert (await join(client, thread_id, run_id))[-1][1] == FAILURE
+    with anyio.fail_after(10):  # the log is dropped 0.2 s after the run ended
+        while True:
+            if await join(client, thread_id, run_id, "-1") == []:
+                break
+            await anyio.sleep(0.1)
+    events = await join(client, thread_id, run_id)
+    assert [(e[0], e[1]) for e in events] == [("error", FAILURE)]
+    # a client that resumes from an id may have seen the error already: nothing is invented
+    assert await join(client, thread_id, run_id, "1-1") == []
