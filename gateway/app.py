@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway.errors import STATUS_BY_ERROR, handle_error
+from gateway.limits import BodyLimit
 from gateway.routes import assistants, runs, system, threads, ui
 from gateway.settings import Settings
 from runtime.core import open_runtime
@@ -53,7 +54,9 @@ def create_app(settings: Settings) -> Starlette:
                 allow_headers=[*ALLOWED_HEADERS, *settings.cors.allow_headers],
                 expose_headers=EXPOSED_HEADERS,
                 max_age=600,
-            )
+            ),
+            # inside CORS, so a browser can read the 413 of a cross-origin request
+            Middleware(BodyLimit, max_body_bytes=round(settings.max_body_mb * 1024 * 1024)),
         ],
         exception_handlers=handlers,
         lifespan=lifespan,

@@ -26,6 +26,14 @@ class InvalidField(Exception):
     """A request field failed validation; ``str(exc)`` names the field."""
 
 
+class BodyTooLarge(Exception):
+    """The request body is larger than ``max_body_mb`` (gateway/limits.py) -> 413."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        super().__init__(f"Request body larger than {max_body_bytes / (1024 * 1024):g} MB")
+        self.max_body_bytes = max_body_bytes
+
+
 class InvalidId(Exception):
     """A path id is not a UUID; ``kind`` is ``thread``, ``run`` or ``assistant``."""
 
@@ -37,6 +45,7 @@ STATUS_BY_ERROR: list[tuple[type[BaseException], int]] = [
     (InvalidJson, 422),
     (InvalidField, 422),
     (InvalidId, 422),
+    (BodyTooLarge, 413),
     (rt.NothingToCancel, 404),
     (rt.NotFound, 404),
     (rt.Conflict, 409),
@@ -55,13 +64,21 @@ def status_for(exc: BaseException) -> int | None:
     return None
 
 
+def error_response(exc: BaseException) -> Response | None:
+    """The ``{"detail"}`` response of a known error class, or None for an unexpected one."""
+    status = status_for(exc)
+    if status is None:
+        return None
+    return json_response({"detail": str(exc) if not isinstance(exc, InvalidJson) else
+                          "Invalid JSON in request body"}, status)
+
+
 async def handle_error(request: Request, exc: Exception) -> Response:
     """Starlette exception handler for every error above and for HTTPException."""
     if isinstance(exc, HTTPException):
         return json_response({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-    status = status_for(exc)
-    if status is None:
+    response = error_response(exc)
+    if response is None:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return json_response({"detail": "Internal server error"}, 500)
-    return json_response({"detail": str(exc) if not isinstance(exc, InvalidJson) else
-                          "Invalid JSON in request body"}, status)
+    return response

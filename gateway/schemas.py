@@ -2,14 +2,35 @@
 
 Models accept unknown fields (``extra="ignore"``) so newer SDKs keep working, and reject by
 name, with 422, the options the gateway does not implement (design.md section 7).
+
+Bounds every request body meets before any model sees it (``parse_body``, the one place
+bodies are parsed):
+
+1. Size: at most ``max_body_mb`` bytes, enforced before the body is read (gateway/limits.py).
+2. Depth: a top-level field's value nests at most ``MAX_JSON_DEPTH`` (64) arrays/objects,
+   else 422 ``<field>: JSON nested deeper than 64 levels``. orjson parses up to 1024 levels
+   but encodes at most 255, and stored run kwargs, checkpoints and events wrap a request
+   value in several more levels: a value deeper than ~250 levels was accepted and then
+   failed later (``Recursion limit reached`` storing the run, Python's recursion limit in
+   langchain's message coercion), giving 500s and half-created runs.
+3. UUIDs in bodies (``thread_id``, ``ids``, ``run_ids``) are canonicalised (lower case,
+   hyphens) like path ids, so one UUID never names two threads; a non-UUID is a 422.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+import uuid
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from starlette.requests import Request
 
 from gateway.errors import InvalidField, InvalidJson
@@ -23,6 +44,24 @@ StreamMode = Literal[
 ]
 M = TypeVar("M", bound=BaseModel)
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays/objects in one top-level field of a request body (point 2)."""
+
+MAX_IDS = 1000
+"""Most ids in one ``ids``/``run_ids`` list: each is one SQL parameter (SQLite allows 32766)."""
+
+
+def _canonical_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("must be a UUID") from None
+
+
+CanonicalUuid = Annotated[str, AfterValidator(_canonical_uuid)]
+"""A UUID in any form ``uuid.UUID`` parses (upper case, braces, ``urn:uuid:``, no hyphens),
+stored in its canonical form; anything else is a 422 ``<field>: must be a UUID``."""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -32,8 +71,25 @@ def _field_error(exc: ValidationError) -> InvalidField:
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
+        # our validators' ValueError text, without pydantic's "Value error, " prefix
+        cause = err.get("ctx", {}).get("error") if err["type"] == "value_error" else None
+        parts.append(f"{loc}: {cause if cause is not None else err['msg']}")
     return InvalidField("; ".join(parts))
+
+
+def _depth_error(data: Any) -> InvalidField | None:
+    """The 422 for a body nested deeper than ``MAX_JSON_DEPTH`` levels (naming its first
+    too-deep top-level field), or None. Iterative, so a deep value cannot exhaust the stack."""
+    fields = data.items() if isinstance(data, dict) else [("body", data)]
+    for name, value in fields:
+        stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+        while stack:
+            item, depth = stack.pop()
+            if depth > MAX_JSON_DEPTH:
+                return InvalidField(f"{name}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return None
 
 
 async def parse_body(request: Request, model: type[M], *, optional: bool = False) -> M:
@@ -44,7 +100,9 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
 
     Raises:
         InvalidJson: malformed or (unless ``optional``) empty body -> 422.
-        InvalidField: a field is wrong -> 422 naming the field.
+        InvalidField: a field is wrong, or nested deeper than ``MAX_JSON_DEPTH`` -> 422
+            naming the field.
+        BodyTooLarge: the body is over ``max_body_mb`` (gateway/limits.py) -> 413.
     """
     raw = await request.body()
     if not raw.strip():
@@ -52,9 +110,14 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
             raise InvalidJson()
         raw = b"{}"
     try:
-        data = orjson.loads(raw)
+        data = orjson.loads(raw)  # refuses more than 1024 levels itself
     except orjson.JSONDecodeError:
         raise InvalidJson() from None
+    # there cannot be more levels than opening brackets: most bodies skip the walk
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+        too_deep = _depth_error(data)
+        if too_deep is not None:
+            raise too_deep
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -75,7 +138,7 @@ def validate(model: type[M], data: Any) -> M:
 class ThreadCreate(_Model):
     """``POST /threads``."""
 
-    thread_id: str | None = None
+    thread_id: CanonicalUuid | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
     ttl: Any = None
@@ -96,7 +159,7 @@ class ThreadPatch(_Model):
 class ThreadSearch(_Model):
     """``POST /threads/search``."""
 
-    ids: list[str] | None = None
+    ids: list[CanonicalUuid] | None = Field(None, max_length=MAX_IDS)
     metadata: dict[str, Any] | None = None
     values: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
@@ -174,6 +237,22 @@ class CommandBody(_Model):
     goto: Any = None
 
 
+class RunConfig(_Model):
+    """``config`` of a run body: a RunnableConfig. The keys LangGraph and the worker read are
+    typed (a ``configurable`` of 5 used to fail the run outside its error handling, a
+    ``metadata`` of 5 took the whole runtime down); other keys pass through unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+    configurable: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    run_name: str | None = None
+    run_id: str | None = None
+    recursion_limit: int | None = Field(None, ge=1, le=2**31 - 1)
+    max_concurrency: int | None = Field(None, ge=1, le=2**31 - 1)
+    callbacks: None = None  # callbacks are objects: JSON cannot carry one
+
+
 class RunCreate(_Model):
     """RunCreateStateful / RunCreateStateless body of the run endpoints."""
 
@@ -181,7 +260,7 @@ class RunCreate(_Model):
     input: Any = None
     command: CommandBody | None = None
     metadata: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
+    config: RunConfig | None = None
     context: dict[str, Any] | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: str | None = None
@@ -219,7 +298,7 @@ class RunCreate(_Model):
             thread_id=thread_id,
             input=self.input,
             command=command,
-            config=dict(self.config or {}),
+            config=self.config.model_dump(exclude_unset=True) if self.config else {},
             context=dict(self.context or {}),
             metadata=dict(self.metadata or {}),
             stream_mode=tuple(dict.fromkeys(modes)) or ("values",),
@@ -250,18 +329,9 @@ class BulkCancel(_Model):
     """Body of ``POST /runs/cancel``: ``run_ids`` (optionally of ``thread_id``), or all runs
     of ``thread_id`` with ``status``."""
 
-    run_ids: list[str] | None = None
-    thread_id: str | None = None
+    run_ids: list[CanonicalUuid] | None = Field(None, max_length=MAX_IDS)
+    thread_id: CanonicalUuid | None = None
     status: Literal["pending", "running", "all"] = "all"
-
-    @field_validator("run_ids", "thread_id")
-    @classmethod
-    def _uuids(cls, v: Any) -> Any:
-        import uuid
-
-        for item in ([v] if isinstance(v, str) else v or []):
-            uuid.UUID(item)  # ValueError -> 422 naming the field
-        return v
 
 
 class CancelQuery(_Model):

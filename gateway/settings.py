@@ -15,11 +15,13 @@
     max_log_mb_per_run: 64       # payload megabytes kept per run log (and per thread log)
     ping_interval_s: 5
     shutdown_timeout_s: 10
+    max_body_mb: 25              # largest request body in megabytes; larger -> 413 (nginx.conf)
     cors: {allow_origins: ["*"], allow_headers: []}
 
 A ``langgraph.json`` contributes ``graphs`` and ``env`` (a file path or a mapping). Relative paths
 resolve against the config file's folder. Environment overrides: ``GATEWAY_DATA_DIR``,
-``GATEWAY_HOST``, ``GATEWAY_PORT``, ``GATEWAY_MAX_CONCURRENT_RUNS``, ``GATEWAY_BRIDGE``.
+``GATEWAY_HOST``, ``GATEWAY_PORT``, ``GATEWAY_MAX_CONCURRENT_RUNS``, ``GATEWAY_BRIDGE``,
+``GATEWAY_MAX_BODY_MB``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class Settings(BaseModel):
     max_log_mb_per_run: float = Field(64.0, gt=0)
     ping_interval_s: float = Field(5.0, gt=0)
     shutdown_timeout_s: float = Field(10.0, ge=0)
+    # the same default as client_max_body_size in nginx.conf, so a body nginx passes is never
+    # refused here; enforced by gateway.limits.BodyLimit before the body is read
+    max_body_mb: float = Field(25.0, gt=0)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     base_dir: Path = Path(".")
 
@@ -105,6 +110,7 @@ _ENV_OVERRIDES = {
     "GATEWAY_PORT": "port",
     "GATEWAY_MAX_CONCURRENT_RUNS": "max_concurrent_runs",
     "GATEWAY_BRIDGE": "bridge",
+    "GATEWAY_MAX_BODY_MB": "max_body_mb",
 }
 
 

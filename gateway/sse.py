@@ -14,13 +14,14 @@ Deliberate differences from the reference (protocol.md section 10):
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+import orjson
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message
 
+from gateway.errors import InvalidField
 from runtime.serialization import dumps
 from runtime.types import StreamEvent, StreamGap
 
@@ -55,16 +56,22 @@ def parse_stream_modes(values: list[str]) -> set[str] | None:
     """``stream_mode`` query values -> the set of modes to keep, or None for all.
 
     Accepts repeated parameters (Python SDK) and a JSON array string (JS SDK).
+
+    Raises:
+        InvalidField: a value starting with ``[`` that is not a JSON array of strings
+            (``[[[...`` thousands deep used to raise RecursionError, a 500) -> 422.
     """
     modes: set[str] = set()
     for value in values:
         value = value.strip()
         if value.startswith("["):
             try:
-                parsed = json.loads(value)
-            except ValueError:
-                parsed = []
-            modes.update(str(v) for v in parsed if v)
+                parsed = orjson.loads(value)  # iterative: depth cannot exhaust the stack
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+                raise InvalidField("stream_mode: expected a JSON array of strings")
+            modes.update(v for v in parsed if v)
         elif value:
             modes.update(v.strip() for v in value.split(",") if v.strip())
     return modes or None

@@ -3,14 +3,29 @@
 Follows ``GET /threads/{id}/state[/{checkpoint_id}]``, ``POST /threads/{id}/state``,
 ``GET|POST /threads/{id}/history`` and ``POST /threads/{id}/copy``. The graph of a thread is the
 one named by its ``metadata.graph_id`` (set by its first run, or by the client at creation).
+
+Reads never fail on what a failed run left behind (design.md 4.9: never a 500). LangGraph
+builds the head snapshot by replaying the checkpoint's pending writes through the graph's
+reducers; the input of a run the graph refused (``{"messages": 5}``, ``[{"role": "nope"}]``)
+is such a write and makes the replay raise every time. ``_snapshot`` then answers, in order:
+
+1. the head as a record of its step (pending task writes not applied: the values before
+   the refused input, ``next`` and the failed task with its error), as for an explicit
+   checkpoint id;
+2. the checkpoint's stored channel values as they are, without any writes.
+
+So a ``useStream`` page reloading such a thread still loads it. Copy reads the source's
+state before it creates anything, and removes what it created if a later step fails.
 """
 
 from __future__ import annotations
 
 import ast
+import logging
 import re
 from typing import Any, cast
 
+import anyio
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 from langgraph.pregel import Pregel
@@ -23,8 +38,11 @@ from runtime.graphs import GraphRegistry
 from runtime.ids import uuid7
 from runtime.serialization import dumps, to_jsonable
 from runtime.store import SqliteStore
+from runtime.store_filters import check_filter
 from runtime.types import Thread, ThreadStatus
 from runtime.worker import error_payload
+
+logger = logging.getLogger(__name__)
 
 EMPTY_STATE: dict[str, Any] = {
     "values": {},
@@ -154,17 +172,55 @@ class ThreadState:
             if checkpoint and checkpoint.get("checkpoint_id"):
                 raise CheckpointNotFound(checkpoint["checkpoint_id"])
             return dict(EMPTY_STATE)
-        snapshot = await graph.aget_state(self._config(thread_id, checkpoint), subgraphs=subgraphs)
+        snapshot = await self._snapshot(graph, thread_id, checkpoint, subgraphs)
         if checkpoint and checkpoint.get("checkpoint_id") and snapshot.created_at is None:
             raise CheckpointNotFound(checkpoint["checkpoint_id"])
         return snapshot_to_api(snapshot)
+
+    async def _snapshot(
+        self, graph: Pregel[Any, Any, Any, Any], thread_id: str,
+        checkpoint: dict[str, Any] | None, subgraphs: bool = False,
+    ) -> StateSnapshot:
+        """``aget_state`` at ``checkpoint`` (head if None), with the fallbacks 1 and 2 of the
+        module docstring when the graph cannot replay the checkpoint's pending writes."""
+        config = self._config(thread_id, checkpoint)
+        try:
+            return await graph.aget_state(config, subgraphs=subgraphs)
+        except Exception as exc:  # a reducer refusing a stored write: any error class
+            logger.warning("thread %s: state of checkpoint %s not replayable (%s: %s); "
+                           "answering the stored values", thread_id,
+                           (checkpoint or {}).get("checkpoint_id", "head"),
+                           type(exc).__name__, exc)
+        saved = await self._checkpointer.aget_tuple(config)
+        if saved is None:  # gone meanwhile (thread deleted, rolled back)
+            return await graph.aget_state(config)
+        if not (checkpoint and checkpoint.get("checkpoint_id")):  # fallback 1
+            at = dict(saved.config["configurable"])
+            try:
+                return await graph.aget_state(self._config(thread_id, at), subgraphs=subgraphs)
+            except Exception as exc:
+                logger.warning("thread %s: checkpoint %s not readable through the graph "
+                               "(%s: %s)", thread_id, at.get("checkpoint_id"),
+                               type(exc).__name__, exc)
+        channels = saved.checkpoint["channel_values"]  # fallback 2
+        keys = graph.stream_channels_asis
+        values = (channels.get(keys) if isinstance(keys, str)
+                  else {k: channels[k] for k in keys if k in channels})
+        return StateSnapshot(values, (), saved.config, saved.metadata, saved.checkpoint["ts"],
+                             saved.parent_config, (), ())
 
     async def history(
         self, thread_id: str, *, limit: int = 10, before: dict[str, Any] | str | None = None,
         metadata: dict[str, Any] | None = None, checkpoint: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Snapshots newest first (``POST /threads/{id}/history``). ``before`` is a config
-        (``{"configurable": {"checkpoint_id"}}``) or a checkpoint dict."""
+        (``{"configurable": {"checkpoint_id"}}``) or a checkpoint dict.
+
+        Raises:
+            ThreadNotFound; InvalidRequest: ``before`` of the wrong shape, or a ``metadata``
+            filter out of bounds (``store_filters.check_filter``) or refused by the
+            checkpointer.
+        """
         thread = await self._store.get_thread(thread_id)
         graph = self._graph(thread)
         if graph is None:
@@ -178,16 +234,23 @@ class ThreadState:
                 raise InvalidRequest("before: expected {\"configurable\": {\"checkpoint_id\"}}")
             if inner.get("checkpoint_id"):
                 before_cfg = self._config(thread_id, inner)
-        out = []
+        check_filter("metadata", metadata)
+        config = self._config(thread_id, checkpoint)
         try:
-            async for snap in graph.aget_state_history(
-                self._config(thread_id, checkpoint), filter=metadata or None, before=before_cfg,
-                limit=limit,
-            ):
-                out.append(snapshot_to_api(snap))
+            return [snapshot_to_api(snap) async for snap in graph.aget_state_history(
+                config, filter=metadata or None, before=before_cfg, limit=limit)]
+        except Exception:  # a filter the checkpointer refuses, or a step not replayable
+            pass
+        # one checkpoint at a time, each with the fallbacks of ``_snapshot``
+        listed = {**config["configurable"], "checkpoint_ns": ""}
+        try:
+            found = [t async for t in self._checkpointer.alist(
+                {"configurable": listed}, filter=metadata or None, before=before_cfg,
+                limit=limit)]
         except ValueError as exc:  # e.g. a metadata filter key the checkpointer refuses
             raise InvalidRequest(f"metadata: {exc}") from None
-        return out
+        return [snapshot_to_api(await self._snapshot(graph, thread_id, dict(t.config[
+            "configurable"]))) for t in found]
 
     async def update(
         self, thread_id: str, values: Any, as_node: str | None = None,
@@ -215,7 +278,7 @@ class ThreadState:
                                                as_node)
         except (InvalidUpdateError, ValueError, TypeError, KeyError, NotImplementedError) as exc:
             raise BadRequest(f"Invalid state update: {type(exc).__name__}: {exc}") from None
-        snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+        snapshot = await self._snapshot(graph, thread_id, None)
         await self._mirror(thread_id, snapshot)
         self._bridge.publish_thread(thread_id, "state_update",
                                     dumps({"state": snapshot_to_api(snapshot)}))
@@ -235,13 +298,27 @@ class ThreadState:
         )
 
     async def copy(self, thread_id: str) -> Thread:
-        """A new thread with the same metadata and checkpoints (``POST /threads/{id}/copy``)."""
+        """A new thread with the same metadata and checkpoints (``POST /threads/{id}/copy``).
+
+        All or nothing: the source's state is read before anything is created (the copy's
+        state is the same), and a failure (or cancellation) after the new thread exists
+        deletes it and its checkpoints before the error propagates.
+
+        Raises:
+            ThreadNotFound: no such source thread.
+        """
         source = await self._store.get_thread(thread_id)
+        graph = self._graph(source)
+        snapshot = None if graph is None else await self._snapshot(graph, thread_id, None)
         new_id = uuid7()
         await self._store.create_thread(new_id, source.metadata)
-        await copy_thread(self._checkpointer, thread_id, new_id)
-        graph = self._graph(source)
-        if graph is not None:
-            snapshot = await graph.aget_state({"configurable": {"thread_id": new_id}})
-            await self._mirror(new_id, snapshot)
-        return await self._store.get_thread(new_id)
+        try:
+            await copy_thread(self._checkpointer, thread_id, new_id)
+            if snapshot is not None:
+                await self._mirror(new_id, snapshot)
+            return await self._store.get_thread(new_id)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._checkpointer.adelete_thread(new_id)
+                await self._store.delete_thread(new_id)
+            raise

@@ -162,6 +162,10 @@ class SqliteStore:
 
         Returns:
             ``(threads, has_more)``; ``has_more`` says a row exists past ``offset + limit``.
+
+        Raises:
+            InvalidRequest: a filter with too many keys or an integer SQLite cannot bind
+                (``store_filters.check_filter``).
         """
         where, args = thread_filters(ids, metadata, values, status)
         sql = (f"SELECT {THREAD_COLS} FROM threads{where} "
@@ -174,7 +178,8 @@ class SqliteStore:
         self, *, metadata: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
         status: str | None = None,
     ) -> int:
-        """How many threads match (``POST /threads/count``)."""
+        """How many threads match (``POST /threads/count``). Raises InvalidRequest as
+        ``search_threads``."""
         where, args = thread_filters(None, metadata, values, status)
         row = await self._db.read(
             lambda db: db.execute(f"SELECT COUNT(*) FROM threads{where}", args).fetchone())

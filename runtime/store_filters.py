@@ -8,6 +8,12 @@ by containment (as Postgres ``@>``, the reference's store), through the SQL func
 ``gw_json_contains`` the store registers. Scalars compare by JSON type too (``1`` never
 matches ``true``). Values are bound parameters; keys are quoted JSON paths, so no caller text
 reaches the SQL unescaped.
+
+Bounds (``check_filter``, 422 naming the field): at most ``MAX_FILTER_KEYS`` keys per filter
+(each key is one SQL condition; thousands overflowed SQLite's expression depth of 1000, a
+500), and integers bound as parameters must fit SQLite's signed 64 bits (orjson parses up to
+2**64 - 1; binding 2**63 raised OverflowError, a 500). Floats need no check: orjson refuses
+NaN and infinities, and every finite double binds.
 """
 
 from __future__ import annotations
@@ -15,6 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
+from runtime.errors import InvalidRequest
+
+MAX_FILTER_KEYS = 100
+"""Most keys in one ``metadata``/``values`` filter."""
+
+SQL_INT_MIN, SQL_INT_MAX = -(2**63), 2**63 - 1
 
 _SORT_COLUMNS = {
     "thread_id": "thread_id",
@@ -29,11 +42,34 @@ def _path(key: str) -> str:
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def check_filter(name: str, filters: dict[str, Any] | None) -> None:
+    """Check a ``metadata``/``values`` filter against the bounds of the module docstring.
+
+    Raises:
+        InvalidRequest: more than ``MAX_FILTER_KEYS`` keys, or a top-level integer outside
+            the signed 64-bit range (nested values are compared as JSON text, not bound).
+    """
+    if not filters:
+        return
+    if len(filters) > MAX_FILTER_KEYS:
+        raise InvalidRequest(f"{name}: at most {MAX_FILTER_KEYS} keys, got {len(filters)}")
+    for key, value in filters.items():
+        if (isinstance(value, int) and not isinstance(value, bool)
+                and not SQL_INT_MIN <= value <= SQL_INT_MAX):
+            raise InvalidRequest(f"{name}.{key}: integer out of range (at most 64-bit signed)")
+
+
 def thread_filters(
     ids: list[str] | None, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
     status: str | None,
 ) -> tuple[str, list[Any]]:
-    """``(" WHERE ...", args)`` for the filters of ``POST /threads/search`` and ``/count``."""
+    """``(" WHERE ...", args)`` for the filters of ``POST /threads/search`` and ``/count``.
+
+    Raises:
+        InvalidRequest: a filter out of bounds (``check_filter``).
+    """
+    check_filter("metadata", metadata)
+    check_filter("values", values)
     clauses: list[str] = []
     args: list[Any] = []
     if ids:

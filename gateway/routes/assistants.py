@@ -14,14 +14,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.errors import InvalidField
 from gateway.responses import json_response
 from gateway.routes.common import path_uuid, query_flag, runtime_of
 from gateway.schemas import AssistantSearch, parse_body
 from runtime.graphs import Assistant
 from runtime.serialization import to_jsonable
+from runtime.store_filters import check_filter
 
 
 def _matching(request: Request, query: AssistantSearch) -> list[Assistant]:
+    check_filter("metadata", query.metadata)  # the same bounds as thread search
     found = []
     for assistant in runtime_of(request).graphs.assistants():
         if query.graph_id and assistant.graph_id != query.graph_id:
@@ -66,10 +69,29 @@ async def graph(request: Request) -> Response:
     """The graph's drawing ``{"nodes": [...], "edges": [...]}`` (``?xray=`` for subgraphs)."""
     assistant = _assistant(request)
     compiled = runtime_of(request).graphs.graph(assistant.graph_id)
-    xray_text = request.query_params.get("xray", "false").lower()
-    xray: bool | int = int(xray_text) if xray_text.isdigit() else xray_text == "true"
-    drawable = await compiled.aget_graph(xray=xray)
+    drawable = await compiled.aget_graph(xray=_xray(request.query_params.get("xray")))
     return json_response(drawable.to_json())
+
+
+MAX_XRAY = 1000
+"""Deepest ``xray`` level: subgraphs are drawn this many levels down at most."""
+
+
+def _xray(text: str | None) -> bool | int:
+    """``?xray=``: ``true``/``false`` or a subgraph depth ``0..MAX_XRAY``.
+
+    Raises:
+        InvalidField: anything else (``2.5``, ``-1``, ``²``...) -> 422 naming ``xray``.
+    """
+    if text is None:
+        return False
+    value = text.strip().lower()
+    if value in ("true", "false"):
+        return value == "true"
+    # isascii: str.isdigit() is also true of "²", which int() refuses
+    if value.isascii() and value.isdigit() and int(value) <= MAX_XRAY:
+        return int(value)
+    raise InvalidField(f"xray: expected true, false or an integer 0..{MAX_XRAY}, got {text!r}")
 
 
 def _schemas(graph_id: str, compiled: Any) -> dict[str, Any]:

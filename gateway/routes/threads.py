@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import InvalidField, InvalidId
+from gateway.errors import InvalidField
 from gateway.responses import json_response
 from gateway.routes.common import path_uuid, query_flag, runtime_of
 from gateway.schemas import (
@@ -29,16 +29,14 @@ from gateway.schemas import (
 )
 from gateway.sse import encode_event, encode_gap, sse_response
 from runtime.bridge import parse_last_event_id
-from runtime.ids import is_uuid, uuid7
+from runtime.ids import uuid7
 from runtime.types import StreamGap
 
 
 async def create(request: Request) -> Response:
     """``POST /threads`` -> 200 Thread; 409 if it exists and ``if_exists`` is ``raise``."""
     body = await parse_body(request, ThreadCreate, optional=True)
-    thread_id = body.thread_id or uuid7()
-    if not is_uuid(thread_id):
-        raise InvalidId("thread")
+    thread_id = body.thread_id or uuid7()  # canonical already (schemas.CanonicalUuid)
     thread = await runtime_of(request).store.create_thread(thread_id, body.metadata,
                                                            body.if_exists)
     return json_response(thread.to_api())
