@@ -221,6 +221,7 @@ class ThreadState:
             filter out of bounds (``store_filters.check_filter``) or refused by the
             checkpointer.
         """
+        check_filter("metadata", metadata)
         thread = await self._store.get_thread(thread_id)
         graph = self._graph(thread)
         if graph is None:
@@ -234,7 +235,6 @@ class ThreadState:
                 raise InvalidRequest("before: expected {\"configurable\": {\"checkpoint_id\"}}")
             if inner.get("checkpoint_id"):
                 before_cfg = self._config(thread_id, inner)
-        check_filter("metadata", metadata)
         config = self._config(thread_id, checkpoint)
         try:
             return [snapshot_to_api(snap) async for snap in graph.aget_state_history(
