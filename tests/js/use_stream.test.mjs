@@ -105,13 +105,20 @@ async function waitFor(what, ok, timeoutMs = 10_000) {
   }
 }
 
-/** console.error calls during the test (the hook logs every stream error there) are kept, not printed. */
+/**
+ * console.error during the test: the hook logs each stream error there (kept, not printed);
+ * anything else (a React warning, another error) fails the test at its end.
+ */
 function captureConsoleError(t) {
-  const calls = [];
   const original = console.error;
-  console.error = (...args) => { calls.push(args); };
-  t.after(() => { console.error = original; });
-  return calls;
+  const others = [];
+  console.error = (...args) => {
+    if (!(args[0] instanceof Error && args[0].name === "ValueError")) others.push(args.map(String).join(" "));
+  };
+  t.after(() => {
+    console.error = original;
+    assert.deepEqual(others, [], "unexpected console.error output");
+  });
 }
 
 const streamPath = (threadId, runId) => `/threads/${threadId}/runs/${runId}/stream`;
