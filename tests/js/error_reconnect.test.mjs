@@ -66,8 +66,10 @@ test("runs.joinStream from -1 of a running run: cut before the error -> reconnec
   t.after(() => proxy.close());
   const viaProxy = makeClient(proxy.url);
   const thread = await client.threads.create();
+  // 1.5 s before the failure: the -1 join must arrive while the run runs (a -1 replay of a run
+  // that had already failed has no error to cut before).
   const run = await client.runs.create(thread.thread_id, "fail_late", {
-    input: human("cut the join"), config: delay(0.5), streamMode: MODES,
+    input: human("cut the join"), config: delay(1.5), streamMode: MODES,
   });
   // The reconnect is a resume from a specific id, not a "-1" replay: the error is not withheld.
   const seen = await collect(viaProxy.runs.joinStream(thread.thread_id, run.run_id, { lastEventId: "-1" }));

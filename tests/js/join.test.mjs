@@ -158,8 +158,9 @@ test("runs.create then joinStream with no lastEventId: a failing run ends with i
 
 test("a -1 join that arrives while the run still runs gets the error live", { timeout: 20_000 }, async () => {
   const thread = await client.threads.create();
+  // 2 s before the failure, for the join to arrive while the run runs.
   const run = await client.runs.create(thread.thread_id, "fail_late", {
-    input: human("live"), config: delay(1), streamMode: MODES,
+    input: human("live"), config: delay(2), streamMode: MODES,
   });
   const joined = await collect(client.runs.joinStream(thread.thread_id, run.run_id, { lastEventId: "-1" }));
   assert.deepEqual(joined.map((p) => p.event).slice(-2), ["custom", "error"]);

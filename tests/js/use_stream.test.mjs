@@ -229,7 +229,8 @@ test(`useStream (SDK ${SDK_MAJOR}.x): reload while the run still runs; it fails 
   const first = openPage({ threadId, storage, assistantId: "fail_late" });
   t.after(() => first.close());
   await waitFor("the first page to load the thread", () => first.hook()?.isThreadLoading === false);
-  first.hook().submit(human("reload me"), { config: delay(1.5) });
+  // 2.5 s before the failure: the reload below must re-join while the run still runs.
+  first.hook().submit(human("reload me"), { config: delay(2.5) });
   await waitFor("the run to be created", () => first.log.created.length === 1);
   const runId = first.log.created[0].run_id;
   assert.equal(storage.getItem(key), runId);
