@@ -497,6 +497,18 @@ class RunManager:
             raise RunNotFound(run_id, "Not Found")
         return run
 
+    async def find(self, run_id: str) -> Run:
+        """The run by its id alone (``GET /runs/{run_id}/stream``). Live state first: a
+        stateless run is deleted with its thread when it ends, and stays joinable while its
+        log is retained. Raises RunNotFound."""
+        handle = self._handles.get(run_id)
+        if handle is not None:
+            return await self.get(handle.run.thread_id, run_id)
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id, "Not Found")
+        return run
+
     async def wait_result(self, thread_id: str, run_id: str, timeout_s: float) -> bytes | None:
         """The ``/join`` body of a run once it has ended, or None if ``timeout_s`` passed first.
 

@@ -194,10 +194,7 @@ async def join_stream(request: Request) -> Response:
         if "thread_id" in request.path_params:
             run = await rt.manager.get(path_uuid(request, "thread_id", "thread"), run_id)
         else:
-            found = await rt.store.get_run(run_id)
-            if found is None:
-                raise RunNotFound(run_id)
-            run = await rt.manager.get(found.thread_id, run_id)
+            run = await rt.manager.find(run_id)
     except RunNotFound:
         async def missing() -> AsyncIterator[bytes]:
             yield encode_plain("error", {"error": "HTTPException",

@@ -79,14 +79,11 @@ test("runs.joinStream from -1 of a running run: cut before the error -> reconnec
   await assertErrorOnceAfterEverything(thread.thread_id, run.run_id, seen, "deliberate late failure: cut the join");
 });
 
-// Known server bug (todo: reported, not fixed here). A stateless run is deleted with its
-// temporary thread when it ends, and GET /runs/{r}/stream looks the run up in the store before
-// the retained log: a reconnect that arrives after the end gets 200 + `event: error`
-// {"error":"HTTPException","message":"404: Run not found"} instead of the run's own events, so a
-// cut stream of a run that succeeded ends in an error, and a failed one in the wrong error.
+// A stateless run is deleted with its temporary thread when it ends: a reconnect that arrives
+// after the end must still get the run's own events from its retained log (it used to get
+// `event: error` {"error":"HTTPException","message":"404: Run not found"}).
 test("stateless runs.stream: cut before the error, run over before the reconnect: the reconnect still gets the run's own error", {
   timeout: 20_000,
-  todo: "server: GET /runs/{r}/stream of a finished stateless run answers 'Run not found'",
 }, async (t) => {
   const proxy = await startErrorCuttingProxy(GATEWAY_URL);
   t.after(() => proxy.close());
