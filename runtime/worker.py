@@ -231,8 +231,8 @@ async def execute_run(
     result = RunResult()
     emitter = _Emitter(publish, modes, bool(run.kwargs.get("subgraphs")), result)
     publish("metadata", dumps({"run_id": run.run_id, "attempt": run.attempt}))
-    config = run_config(run)
-    try:
+    try:  # everything after metadata: a malformed stored kwarg fails the run, not the runtime
+        config = run_config(run)
         async for ns, mode, chunk in _chunks(
             graph, _graph_input(run), config, run, lg_modes, "events" in modes, publish
         ):
