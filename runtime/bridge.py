@@ -28,10 +28,11 @@ Invariants (design.md 4.4, 4.5):
                                             subscription; an ``error`` already in the
                                             log is withheld and the stream closes
                                             cleanly, as the reference does (useStream
-                                            re-joins a failed run with ``-1`` on every
-                                            mount, because only success clears its
-                                            stored run id: the page has shown that
-                                            error, and reads it from the thread state)
+                                            re-joins a failed run with ``-1`` right
+                                            after the failure and on every mount, as
+                                            only success clears its stored run id: the
+                                            page has shown that error, and reads it
+                                            from the thread state)
    ``LIVE``            the next event       yes
    ==================  ===================  ==========================================
 
