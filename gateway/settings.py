@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runtime.bridge import BridgeLimits
+from runtime.bridge.protocol import BridgeLimits
 from runtime.core import RuntimeConfig
 from runtime.spec import RunLimits
 

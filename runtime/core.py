@@ -29,8 +29,9 @@ from pathlib import Path
 
 import anyio
 
-from runtime.bridge import BridgeLimits, MemoryStreamBridge
-from runtime.bridge_sqlite import SqliteStreamBridge
+from runtime.bridge.memory import MemoryStreamBridge
+from runtime.bridge.protocol import BridgeLimits
+from runtime.bridge.sqlite import SqliteStreamBridge
 from runtime.checkpointer import Saver, open_checkpointer
 from runtime.datadir import exclusive_data_dir
 from runtime.graphs import GraphRegistry
@@ -38,7 +39,8 @@ from runtime.runs import RunManager
 from runtime.saver_tracking import TrackingSaver
 from runtime.spec import RunLimits
 from runtime.state import ThreadState
-from runtime.store import SqliteStore
+from runtime.store.protocol import Store
+from runtime.store.sqlite import SqliteStore
 from runtime.types import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ class Runtime:
 
     manager: RunManager
     state: ThreadState
-    store: SqliteStore
+    store: Store
     graphs: GraphRegistry
     checkpointer: Saver
 

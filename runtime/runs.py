@@ -48,7 +48,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from runtime.bridge import FROM_START, Cursor, MemoryStreamBridge
+from runtime.bridge.protocol import FROM_START, Cursor, StreamBridge
 from runtime.checkpointer import Saver, delete_run_checkpoints
 from runtime.completion import Completion
 from runtime.errors import BadRequest, NotFound, NothingToCancel, RunNotFound, Unavailable
@@ -57,7 +57,7 @@ from runtime.ids import now_iso
 from runtime.run_result import finished_before_cancel, result_body, stored_result_body
 from runtime.serialization import dumps
 from runtime.spec import RunLimits, RunSpec, build_run
-from runtime.store import SqliteStore
+from runtime.store.protocol import Store
 from runtime.types import (
     CancelAction,
     MultitaskStrategy,
@@ -92,15 +92,15 @@ class RunManager:
     """Creates, schedules, cancels and awaits runs. Build it with ``runtime.core.open_runtime``.
 
     Args:
-        store: the SQLite RunStore/ThreadStore.
-        bridge: the StreamBridge.
+        store: the RunStore/ThreadStore (any implementation of the Protocols).
+        bridge: the StreamBridge (any implementation of the Protocol).
         graphs: the graph registry.
         checkpointer: the saver the graphs use.
         limits: concurrency and timing bounds.
     """
 
     def __init__(
-        self, store: SqliteStore, bridge: MemoryStreamBridge, graphs: GraphRegistry,
+        self, store: Store, bridge: StreamBridge, graphs: GraphRegistry,
         checkpointer: Saver, limits: RunLimits,
     ) -> None:
         self.store = store
@@ -555,7 +555,7 @@ class RunManager:
     def subscribe(
         self, run_id: str, cursor: Cursor = FROM_START
     ) -> AsyncIterator[StreamEvent | StreamGap]:
-        """The run's events after ``cursor`` until the run ends (see ``MemoryStreamBridge``)."""
+        """The run's events after ``cursor`` until the run ends (see ``StreamBridge``)."""
         return self.bridge.subscribe(run_id, cursor)
 
     def join_events(

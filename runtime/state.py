@@ -31,14 +31,14 @@ from langgraph.errors import InvalidUpdateError
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
-from runtime.bridge import MemoryStreamBridge
+from runtime.bridge.protocol import StreamBridge
 from runtime.checkpointer import Saver, copy_thread
 from runtime.errors import BadRequest, CheckpointNotFound, InvalidRequest
 from runtime.graphs import GraphRegistry
 from runtime.ids import uuid7
 from runtime.serialization import dumps, to_jsonable
-from runtime.store import SqliteStore
-from runtime.store_filters import check_filter
+from runtime.store.filters import check_filter
+from runtime.store.protocol import Store
 from runtime.types import Thread, ThreadStatus
 from runtime.worker import error_payload
 
@@ -136,8 +136,8 @@ class ThreadState:
     """State operations on threads. Thread lookups raise ThreadNotFound."""
 
     def __init__(
-        self, store: SqliteStore, graphs: GraphRegistry, checkpointer: Saver,
-        bridge: MemoryStreamBridge,
+        self, store: Store, graphs: GraphRegistry, checkpointer: Saver,
+        bridge: StreamBridge,
     ) -> None:
         self._bridge = bridge
         self._store = store

@@ -20,7 +20,7 @@ from gateway.routes.common import path_uuid, query_flag, runtime_of
 from gateway.schemas import AssistantSearch, parse_body
 from runtime.graphs import Assistant
 from runtime.serialization import to_jsonable
-from runtime.store_filters import check_filter
+from runtime.store.filters import check_filter
 
 
 def _matching(request: Request, query: AssistantSearch) -> list[Assistant]:

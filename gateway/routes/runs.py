@@ -30,7 +30,7 @@ from gateway.schemas import (
 )
 from gateway.sse import encode_plain, frames, parse_stream_modes, sse_response
 from gateway.wait import WaitResponse, interrupt_run
-from runtime.bridge import FROM_START, LIVE, parse_last_event_id
+from runtime.bridge.protocol import FROM_START, LIVE, parse_last_event_id
 from runtime.errors import RunNotFound, Unavailable
 from runtime.runs import RunManager
 from runtime.serialization import dumps
@@ -177,7 +177,7 @@ async def join_stream(request: Request) -> Response:
     ``Last-Event-ID`` resumes after that id; ``-1`` replays from the start but withholds the
     terminal ``error`` of a run that had already failed (the reference never replays it);
     without it the whole run is sent from its first event, ``error`` included: a fresh joiner
-    has seen nothing (deliberate difference, runtime/bridge.py invariant 5). ``stream_mode``
+    has seen nothing (deliberate difference, runtime/bridge/memory.py invariant 5). ``stream_mode``
     filters (repeated or JSON-array form). A finished run whose log is gone ends at once; an
     unknown run yields one ``error`` event.
     """

@@ -28,7 +28,7 @@ from gateway.schemas import (
     validate,
 )
 from gateway.sse import encode_event, encode_gap, sse_response
-from runtime.bridge import parse_last_event_id
+from runtime.bridge.protocol import parse_last_event_id
 from runtime.ids import uuid7
 from runtime.types import StreamGap
 

@@ -1,4 +1,4 @@
-"""Unit tests of the in-memory StreamBridge (runtime/bridge.py): ids, cursors, fan-out, gaps,
+"""Unit tests of the in-memory StreamBridge (runtime/bridge/memory.py): ids, cursors, fan-out, gaps,
 retention. Contract: design.md 4.4 (no event lost, none twice) and 4.5 (the producer never waits).
 """
 
@@ -11,16 +11,9 @@ from types import SimpleNamespace
 import anyio
 import pytest
 
-import runtime.bridge as bridge_mod
-from runtime.bridge import (
-    FROM_START,
-    LIVE,
-    REPLAY,
-    BridgeLimits,
-    Cursor,
-    MemoryStreamBridge,
-    parse_last_event_id,
-)
+import runtime.bridge.memory as bridge_mod
+from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, parse_last_event_id
+from runtime.bridge.memory import MemoryStreamBridge
 from runtime.types import StreamEvent, StreamGap
 
 Item = StreamEvent | StreamGap

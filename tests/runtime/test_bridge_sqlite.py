@@ -1,5 +1,5 @@
-"""Unit tests of the durable StreamBridge (runtime/bridge_sqlite.py): a run served from SQLite
-after a restart follows the same cursor rules as the in-memory log (runtime/bridge.py
+"""Unit tests of the durable StreamBridge (runtime/bridge/sqlite.py): a run served from SQLite
+after a restart follows the same cursor rules as the in-memory log (runtime/bridge/memory.py
 invariant 5), the terminal ``error`` included."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from runtime.bridge import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, parse_last_event_id
-from runtime.bridge_sqlite import SqliteStreamBridge
+from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, parse_last_event_id
+from runtime.bridge.sqlite import SqliteStreamBridge
 from runtime.types import StreamEvent, StreamGap
 
 

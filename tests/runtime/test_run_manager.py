@@ -17,7 +17,7 @@ import anyio
 import orjson
 import pytest
 
-from runtime.bridge import FROM_START
+from runtime.bridge.protocol import FROM_START
 from runtime.core import Runtime, RuntimeConfig, open_runtime
 from runtime.errors import NothingToCancel
 from runtime.ids import uuid7

@@ -1,4 +1,4 @@
-"""Unit tests of the SQLite RunStore/ThreadStore (runtime/store.py, runtime/store_filters.py).
+"""Unit tests of the SQLite RunStore/ThreadStore (runtime/store/sqlite.py, runtime/store/filters.py).
 
 Contract: design.md 4.1 (one running run per thread, in the store), 4.2 (admission is one
 transaction), 4.3 (status changes are compare-and-set), protocol.md 10.5 (thread status).
@@ -15,7 +15,7 @@ import pytest
 
 from runtime.errors import ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.ids import now_iso, uuid7
-from runtime.store import SqliteStore
+from runtime.store.sqlite import SqliteStore
 from runtime.types import (
     CancelAction,
     MultitaskStrategy,
@@ -526,8 +526,8 @@ async def test_metadata_search_is_an_index_lookup(tmp_path: Path) -> None:
     """The search by a scalar metadata value reads ``thread_meta_kv``, not every thread."""
     import sqlite3
 
-    from runtime.store_filters import thread_filters
-    from runtime.store_schema import SCHEMA, THREAD_COLS
+    from runtime.store.filters import thread_filters
+    from runtime.store.sqlite_schema import SCHEMA, THREAD_COLS
 
     db = sqlite3.connect(tmp_path / "plan.sqlite")
     db.executescript(SCHEMA)
@@ -601,8 +601,8 @@ async def test_a_threads_active_runs_are_found_without_walking_its_finished_runs
     1,400 runs per thread in the benchmark)."""
     import sqlite3
 
-    from runtime.store import _active_runs, _has_active
-    from runtime.store_schema import SCHEMA
+    from runtime.store.sqlite import _active_runs, _has_active
+    from runtime.store.sqlite_schema import SCHEMA
 
     db = sqlite3.connect(tmp_path / "plan.sqlite")
     db.executescript(SCHEMA)

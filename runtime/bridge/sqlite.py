@@ -25,7 +25,8 @@ from pathlib import Path
 import aiosqlite
 import anyio
 
-from runtime.bridge import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, MemoryStreamBridge
+from runtime.bridge.memory import MemoryStreamBridge
+from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor
 from runtime.types import StreamEvent, StreamGap
 
 logger = logging.getLogger(__name__)

@@ -48,45 +48,16 @@ import asyncio
 import bisect
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Literal
 
+from runtime.bridge.protocol import (
+    FROM_START,
+    LIVE,
+    REPLAY,
+    BridgeLimits,
+    Cursor,
+    StreamAborted,
+)
 from runtime.types import StreamEvent, StreamGap
-
-FROM_START: Literal["start"] = "start"
-REPLAY: Literal["replay"] = "replay"
-LIVE: Literal["live"] = "live"
-Cursor = tuple[int, int] | Literal["start", "replay", "live"]
-_MAX_ID_PART = 2**63 - 1  # ids are stored as SQLite INTEGERs (bridge: sqlite)
-
-
-def parse_last_event_id(value: str | None) -> Cursor:
-    """Cursor for a ``Last-Event-ID`` header value.
-
-    ``None``/empty -> ``LIVE``: the caller decides what a client that sent no id gets (a run
-    join replays from the start, the thread stream is live). ``"-1"``/``"0"`` -> ``REPLAY``;
-    ``"<ms>-<seq>"`` or ``"<ms>"`` -> events strictly after that id (invariant 5).
-
-    Raises:
-        ValueError: a value of neither form, or a part above ``2**63 - 1``.
-    """
-    if value is None or value.strip() == "":
-        return LIVE
-    value = value.strip()
-    if value in ("-1", "0"):
-        return REPLAY
-    ms_text, sep, seq_text = value.partition("-")
-    if not (ms_text.isascii() and ms_text.isdigit()) or (
-            sep and not (seq_text.isascii() and seq_text.isdigit())):
-        raise ValueError(f"invalid Last-Event-ID {value!r}")
-    ms, seq = int(ms_text), int(seq_text) if sep else -1
-    if ms > _MAX_ID_PART or seq > _MAX_ID_PART:
-        raise ValueError(f"invalid Last-Event-ID {value!r}: out of range")
-    return (ms, seq)
-
-
-class StreamAborted(Exception):
-    """The run's log was aborted (shutdown): the subscriber must not treat it as the end."""
 
 
 class _RunLog:
@@ -145,23 +116,6 @@ class _RunLog:
             return min(seq, self.end)
         i = bisect.bisect_left(self.events, ms, key=lambda e: e.ms)  # "<ms>": all of that ms
         return self.base + i if i or not self.base else 0
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeLimits:
-    """Bounds of the in-memory bridge.
-
-    Attributes:
-        max_events_per_run: events retained per run; older ones are dropped (gap on resume).
-        retention_s: seconds a finished run's log is kept for joins and resumes.
-        max_bytes_per_run: payload bytes retained per run, the same way: a run whose events
-            are large (``messages`` mode re-sends the whole message so far with every token)
-            would otherwise hold ``max_events_per_run`` copies of it.
-    """
-
-    max_events_per_run: int = 10_000
-    retention_s: float = 120.0
-    max_bytes_per_run: int = 64 * 1024 * 1024
 
 
 class MemoryStreamBridge:

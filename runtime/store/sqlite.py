@@ -12,7 +12,7 @@ Invariants:
 
 Every operation is one synchronous function run as one transaction (writes: ``BEGIN
 IMMEDIATE``) in one hop to a worker thread (``runtime/sqlite_db.py``); the schema and the row
-mapping live in ``runtime/store_schema.py``.
+mapping live in ``runtime/store/sqlite_schema.py``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import orjson
 from runtime.errors import BadRequest, ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.ids import now_iso
 from runtime.sqlite_db import SqliteDb
-from runtime.store_filters import json_contains_sql, thread_filters, thread_order
-from runtime.store_schema import (
+from runtime.store.filters import json_contains_sql, thread_filters, thread_order
+from runtime.store.sqlite_schema import (
     ACTIVE,
     RUN_COLS,
     SCHEMA,

@@ -1,0 +1,1 @@
+"""StreamBridge: the Protocol (protocol.py) and its implementations (memory.py, sqlite.py)."""

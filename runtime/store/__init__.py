@@ -1,0 +1,1 @@
+"""RunStore and ThreadStore: the Protocols (protocol.py) and their implementations (sqlite.py)."""
