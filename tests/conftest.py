@@ -42,3 +42,21 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     yield make
     for server in started:
         server.kill()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of this test's own (tests/services.py)."""
+    from tests.services import fresh_database
+
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """``(redis_url, key_prefix)`` of this test's own (tests/services.py)."""
+    from tests.services import fresh_redis_prefix
+
+    with fresh_redis_prefix() as pair:
+        yield pair
