@@ -1,4 +1,5 @@
-"""The exclusive lock on a SQLite data dir: one gateway process per data dir.
+"""Exclusive ownership of the data: one gateway process per SQLite data dir, and (until the
+claims and leases of the scale-out land) one per PostgreSQL database.
 
 Two gateways on one data dir would both recover the same runs at start-up and execute them
 twice (the second re-queues what the first is still running). So a process takes an exclusive
@@ -9,6 +10,12 @@ stale lock file never blocks a restart. The file holds the owner's pid, for the 
 The lock is re-entrant within a process (a reference count per data dir): ``gateway serve``
 takes it before uvicorn starts, so a second gateway exits with status 2 and one line, and the
 runtime's ``open_runtime`` takes it again for callers that embed the runtime directly.
+
+On PostgreSQL (``database_url``) the same rule is a session-level advisory lock, held on a
+connection of its own for the process's life (PostgreSQL drops it with the connection, so a
+killed process never blocks a restart). The connection's ``application_name`` carries the pid,
+for the message. Several processes on one database need runs claimed and leased in the
+database (issue 11), not yet built: until then the lock refuses the second one.
 """
 
 from __future__ import annotations
@@ -19,9 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+
 LOCK_FILE = "gateway.lock"
+PG_LOCK_KEY = 0x6777617465776179  # pg_try_advisory_lock key of "one gateway per database"
 
 _held: dict[Path, tuple[int, int]] = {}  # data dir -> (fd, references)
+_held_db: dict[str, tuple[psycopg.Connection[tuple[object, ...]], int]] = {}
 
 
 class DataDirLocked(Exception):
@@ -77,6 +88,61 @@ def exclusive_data_dir(data_dir: Path) -> Iterator[None]:
         else:
             del _held[key]
             os.close(fd)  # releases the flock; the file stays (removing it would race)
+
+
+class DatabaseLocked(Exception):
+    """Another gateway process holds the database's lock.
+
+    Attributes:
+        holder: the holder's ``application_name`` (``gateway pid <n>``), or None.
+    """
+
+    def __init__(self, url: str, holder: str | None) -> None:
+        self.holder = holder
+        where = url.rsplit("@", 1)[-1]  # never print a password
+        super().__init__(
+            f"database {where} is in use by another gateway ({holder or 'another process'}); "
+            "several processes on one database are not supported yet: stop it or use "
+            "another database")
+
+
+@contextmanager
+def exclusive_database(url: str) -> Iterator[None]:
+    """Hold the advisory lock of the database at ``url`` for the ``with`` block.
+
+    Raises:
+        DatabaseLocked: another process holds it (never waits).
+        psycopg.OperationalError: the database is unreachable.
+    """
+    if url in _held_db:
+        conn, refs = _held_db[url]
+        _held_db[url] = (conn, refs + 1)
+    else:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10,
+                               application_name=f"gateway pid {os.getpid()}")
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (PG_LOCK_KEY,)).fetchone()
+            if not (row and row[0]):
+                holder = conn.execute(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                    "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s "
+                    "AND l.database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database())", (PG_LOCK_KEY,)).fetchone()
+                raise DatabaseLocked(url, str(holder[0]) if holder else None)
+        except BaseException:
+            conn.close()
+            raise
+        _held_db[url] = (conn, 1)
+    try:
+        yield
+    finally:
+        conn, refs = _held_db[url]
+        if refs > 1:
+            _held_db[url] = (conn, refs - 1)
+        else:
+            del _held_db[url]
+            conn.close()  # releases the advisory lock
 
 
 def _read_pid(fd: int) -> int | None:

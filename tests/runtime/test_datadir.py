@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.datadir import LOCK_FILE, DataDirLocked, exclusive_data_dir
+from runtime.datadir import LOCK_FILE, DataDirLocked, exclusive_data_dir, exclusive_database
 from tests.server import ROOT
 
 PROBE = """
@@ -48,3 +48,28 @@ def test_exclusive_across_processes_reentrant_within_one(tmp_path: Path) -> None
 def test_locked_error_names_the_dir_and_pid(tmp_path: Path) -> None:
     exc = DataDirLocked(tmp_path, 4242)
     assert str(tmp_path) in str(exc) and "process 4242" in str(exc)
+
+
+PG_PROBE = """
+import sys
+from runtime.datadir import DatabaseLocked, exclusive_database
+try:
+    with exclusive_database(sys.argv[1]):
+        print("acquired")
+except DatabaseLocked as exc:
+    print(f"locked {exc.holder}")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_one_gateway_per_database_until_claims_exist(pg_url: str) -> None:
+    def pg_probe() -> str:
+        return subprocess.run([sys.executable, "-c", PG_PROBE, pg_url], cwd=ROOT,
+                              capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+
+    with exclusive_database(pg_url):
+        with exclusive_database(pg_url):  # re-entrant: gateway serve, then open_runtime
+            assert pg_probe() == f"locked gateway pid {os.getpid()}"
+        assert pg_probe() == f"locked gateway pid {os.getpid()}"
+    assert pg_probe() == "acquired"
