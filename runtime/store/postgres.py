@@ -1,0 +1,496 @@
+"""RunStore and ThreadStore on PostgreSQL: the durable truth about runs and threads, shared by
+every gateway process that points at one database (design.md 9).
+
+Owns the ``threads`` and ``runs`` tables (schema, migration and row mapping in
+``runtime/store/postgres_schema.py``) and a psycopg 3 ``AsyncConnectionPool``. Observable
+behaviour is the SQLite store's (``runtime/store/sqlite.py`` documents each method; one
+contract suite, tests/contract/test_store.py, runs against both).
+
+Invariants:
+1. At most one ``running`` run per thread, enforced by the partial unique index
+   ``runs_one_running``: a second ``mark_running`` fails on it (a ``UniqueViolation``), which
+   is how two starts of one thread are refused, across processes (design.md 4.1).
+2. Status changes of a run are compare-and-set from ``pending``/``running``; a terminal status
+   is never overwritten (design.md 4.3).
+3. Every method is one transaction (a single read is one autocommit statement). Admission
+   (busy check + insert + thread ``busy``) and finalization (run status + thread status,
+   values, interrupts) are each one transaction.
+4. ``threads.status`` is ``busy`` while the thread has a pending or running run; otherwise it
+   is ``rest_status``. Every transaction that reads a thread's active runs to decide its status
+   or to admit a run first locks the thread row (``SELECT ... FOR UPDATE``), so concurrent
+   admissions and finalizations of one thread are serialized (under READ COMMITTED each later
+   statement sees what the previous lock holder committed), and a thread's ``seq`` order is
+   its admission order. Locks are taken thread row first, then run rows: no deadlock between
+   these operations.
+
+Deliberate differences from the SQLite store:
+1. JSON is ``jsonb`` (postgres_schema.py, difference 1): key order and number spelling are not
+   kept, and a value holding U+0000 is refused with ``InvalidRequest`` (admission: 422; a run's
+   outcome: the finalization raises) where SQLite would store it.
+2. Operations run concurrently on up to ``max_size`` pooled connections, not one at a time on
+   one lane, and there is no group commit. A cancelled caller stops waiting; its transaction
+   is rolled back unless its COMMIT had already been sent (callers that must know the outcome
+   shield their call, as with SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from runtime.errors import BadRequest, ThreadBusy, ThreadExists, ThreadNotFound
+from runtime.ids import now_iso
+from runtime.store.filters import thread_order
+from runtime.store.postgres_schema import (
+    ACTIVE,
+    MIGRATIONS,
+    RUN_COLS,
+    SCHEMA_LOCK,
+    SCHEMA_VERSION,
+    THREAD_COLS,
+    VERSION_TABLE,
+    loads_json,
+    merge_patch,
+    run_from_row,
+    thread_filters,
+    thread_from_row,
+    to_jsonb,
+)
+from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, Thread, ThreadOutcome
+from runtime.types import ThreadStatus as TS
+
+Conn = AsyncConnection[tuple[Any, ...]]
+ThreadWrite = Callable[[Conn], Awaitable[None]]
+
+
+class PostgresStore:
+    """RunStore + ThreadStore over a PostgreSQL connection pool. Open with
+    ``PostgresStore.open``."""
+
+    def __init__(self, pool: AsyncConnectionPool[Conn]) -> None:
+        self._pool = pool
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, url: str, *, min_size: int = 1, max_size: int = 10
+    ) -> AsyncIterator[PostgresStore]:
+        """Connect to ``url`` (``postgresql://user@host:port/db``), create or migrate the
+        schema (safe when several processes start at once: postgres_schema.py invariant 2),
+        and close the pool on exit.
+
+        Raises:
+            psycopg.OperationalError: the database is unreachable (the pool waits up to 30 s).
+            RuntimeError: the database's schema is newer than this gateway's.
+        """
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False,
+            kwargs={"autocommit": True}, configure=_configure, name="gateway-store",
+        )
+        await pool.open(wait=True)
+        try:
+            async with pool.connection() as conn:
+                await migrate(conn)
+            yield cls(pool)
+        finally:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Conn]:
+        async with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    async def _fetchall(self, sql: str, args: list[Any] | tuple[Any, ...]) -> list[Any]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, args)
+            return await cur.fetchall()
+
+    # ---- threads -------------------------------------------------------------------------
+
+    async def create_thread(
+        self, thread_id: str, metadata: dict[str, Any], if_exists: str = "raise"
+    ) -> Thread:
+        """Insert an idle thread (``POST /threads``).
+
+        Raises:
+            ThreadExists: ``thread_id`` exists and ``if_exists`` is ``raise``
+                (``do_nothing`` returns the existing thread unchanged).
+            InvalidRequest: ``metadata`` holds U+0000.
+        """
+        now = now_iso()
+        meta = to_jsonb(metadata, "metadata")
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, "
+                "metadata) VALUES (%s, %s, %s, %s, %s::jsonb) "
+                "ON CONFLICT (thread_id) DO NOTHING RETURNING 1",
+                (thread_id, now, now, now, meta),
+            )
+            if await cur.fetchone() is None:
+                if if_exists != "do_nothing":
+                    raise ThreadExists(thread_id)
+                existing = await _fetch_thread(conn, thread_id)
+                if existing is None:  # deleted since the conflict
+                    raise ThreadNotFound(thread_id)
+                return existing
+        return Thread(thread_id, now, now, now, metadata, TS.IDLE)
+
+    async def get_thread(self, thread_id: str) -> Thread:
+        """The thread. Raises ThreadNotFound."""
+        rows = await self._fetchall(
+            f"SELECT {THREAD_COLS} FROM threads WHERE thread_id = %s", (thread_id,))
+        if not rows:
+            raise ThreadNotFound(thread_id)
+        return thread_from_row(rows[0])
+
+    async def patch_thread_metadata(self, thread_id: str, metadata: dict[str, Any]) -> Thread:
+        """Shallow-merge ``metadata`` into the thread's (``PATCH /threads/{id}``; jsonb ``||``:
+        nested values replaced, nulls kept).
+
+        Raises:
+            ThreadNotFound: no such thread.
+            InvalidRequest: ``metadata`` holds U+0000.
+        """
+        rows = await self._fetchall(
+            "UPDATE threads SET metadata = metadata || %s::jsonb, updated_at = %s "
+            f"WHERE thread_id = %s RETURNING {THREAD_COLS}",
+            (to_jsonb(metadata, "metadata"), now_iso(), thread_id),
+        )
+        if not rows:
+            raise ThreadNotFound(thread_id)
+        return thread_from_row(rows[0])
+
+    async def set_thread_state(
+        self, thread_id: str, values: dict[str, Any] | None, interrupts: dict[str, Any],
+        rest_status: TS, metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Mirror a state change made outside a run (``POST /threads/{id}/state``, copy);
+        ``metadata`` is applied as a JSON merge patch (SQLite's ``json_patch``). A missing
+        thread is left missing."""
+        now = now_iso()
+        values_json = to_jsonb(values, "values")
+        interrupts_json = to_jsonb(interrupts, "interrupts")
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "SELECT metadata FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+            row = await cur.fetchone()
+            if row is None:
+                return
+            busy = await _has_active(conn, thread_id)
+            await conn.execute(
+                'UPDATE threads SET "values" = %s::jsonb, interrupts = %s::jsonb, '
+                "rest_status = %s, status = %s, metadata = %s::jsonb, updated_at = %s, "
+                "state_updated_at = %s WHERE thread_id = %s",
+                (values_json, interrupts_json, rest_status, TS.BUSY if busy else rest_status,
+                 to_jsonb(merge_patch(row[0], metadata or {}), "metadata"), now, now,
+                 thread_id),
+            )
+
+    async def delete_thread(self, thread_id: str) -> list[Run]:
+        """Delete the thread and its runs; returns the runs that were pending or running.
+
+        Raises:
+            ThreadNotFound: no such thread.
+        """
+        async with self._tx() as conn:
+            if not await _lock_thread(conn, thread_id):
+                raise ThreadNotFound(thread_id)
+            active = await _active_runs(conn, thread_id)
+            await conn.execute("DELETE FROM threads WHERE thread_id = %s", (thread_id,))
+        return active  # its runs went with it (ON DELETE CASCADE)
+
+    async def search_threads(
+        self, *, ids: list[str] | None = None, metadata: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None, status: str | None = None,
+        limit: int = 10, offset: int = 0, sort_by: str | None = None,
+        sort_order: str | None = None,
+    ) -> tuple[list[Thread], bool]:
+        """Threads matching every filter (``POST /threads/search``): ``metadata``/``values``
+        by jsonb containment (``@>``, the reference's semantics).
+
+        Returns:
+            ``(threads, has_more)``; ``has_more`` says a row exists past ``offset + limit``.
+
+        Raises:
+            InvalidRequest: a filter out of bounds (``store.filters.check_filter``: the same
+                422s as the SQLite store).
+        """
+        where, args = thread_filters(ids, metadata, values, status)
+        order = thread_order(sort_by, sort_order).replace("rowid", "seq")
+        rows = await self._fetchall(
+            f"SELECT {THREAD_COLS} FROM threads{where} ORDER BY {order} LIMIT %s OFFSET %s",
+            [*args, limit + 1, offset],
+        )
+        return [thread_from_row(r) for r in rows[:limit]], len(rows) > limit
+
+    async def count_threads(
+        self, *, metadata: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
+        status: str | None = None,
+    ) -> int:
+        """How many threads match (``POST /threads/count``). Raises InvalidRequest as
+        ``search_threads``."""
+        where, args = thread_filters(None, metadata, values, status)
+        rows = await self._fetchall(f"SELECT count(*) FROM threads{where}", args)
+        return int(rows[0][0])
+
+    # ---- runs ----------------------------------------------------------------------------
+
+    async def admit_run(
+        self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
+        require_interrupted: bool = False, start_if_idle: bool = False,
+    ) -> list[Run]:
+        """Insert ``run`` as ``pending`` (``running`` with ``start_if_idle`` on an idle
+        thread) and mark its thread ``busy``, atomically, under the thread row's lock.
+
+        Returns:
+            The thread's runs that were already pending or running, oldest first.
+
+        Raises:
+            ThreadNotFound: missing thread and not ``create_thread``.
+            ThreadBusy: ``multitask_strategy=reject`` and the thread has an active run.
+            BadRequest: ``require_interrupted`` and the thread is neither interrupted nor
+                running a run that may end interrupted.
+            InvalidRequest: the run's metadata or kwargs hold U+0000 (nothing stored).
+        """
+        now = run.created_at
+        meta, kwargs = to_jsonb(run.metadata, "metadata"), to_jsonb(run.kwargs, "kwargs")
+        thread_meta = to_jsonb(thread_metadata or {}, "metadata")
+        async with self._tx() as conn:
+            rest = await _lock_thread(conn, run.thread_id)
+            if rest is None:
+                if not create_thread:
+                    raise ThreadNotFound(run.thread_id, "Thread or assistant not found.")
+                await conn.execute(  # a concurrent admission may create it first
+                    "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, "
+                    "metadata) VALUES (%s, %s, %s, %s, %s::jsonb) "
+                    "ON CONFLICT (thread_id) DO NOTHING",
+                    (run.thread_id, now, now, now, thread_meta),
+                )
+                rest = await _lock_thread(conn, run.thread_id)
+            active = await _active_runs(conn, run.thread_id)
+            if active and run.multitask_strategy == MultitaskStrategy.REJECT:
+                raise ThreadBusy(run.thread_id)
+            if require_interrupted and not active and rest != TS.INTERRUPTED:
+                raise BadRequest(
+                    f"Cannot resume thread {run.thread_id}: it is not interrupted "
+                    f"(status {rest or 'idle'}); there is nothing to resume."
+                )
+            status = RunStatus.RUNNING if start_if_idle and not active else run.status
+            await conn.execute(
+                f"INSERT INTO runs ({RUN_COLS}) VALUES (%s, %s, %s, %s, %s, %s::jsonb, "
+                "%s::jsonb, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    run.run_id, run.thread_id, run.assistant_id, run.graph_id, status, meta,
+                    kwargs, run.multitask_strategy, run.created_at, run.updated_at,
+                    run.attempt, run.cancel_action, run.on_completion, run.not_before,
+                ),
+            )
+            await conn.execute(  # the thread belongs to the run's graph from now on
+                "UPDATE threads SET status = 'busy', updated_at = %s, metadata = metadata || "
+                "jsonb_build_object('graph_id', %s::text, 'assistant_id', %s::text) "
+                "WHERE thread_id = %s",
+                (now, run.graph_id, run.assistant_id, run.thread_id),
+            )
+        return active
+
+    async def mark_running(self, run_id: str) -> Run | None:
+        """CAS ``pending -> running``; the run as now stored, or None if it is no longer
+        pending or its thread already has a running run (the partial unique index refuses
+        it, also when the other start is still uncommitted in another process)."""
+        try:
+            rows = await self._fetchall(
+                "UPDATE runs SET status = 'running', updated_at = %s "
+                f"WHERE run_id = %s AND status = 'pending' RETURNING {RUN_COLS}",
+                (now_iso(), run_id),
+            )
+        except psycopg.errors.UniqueViolation:
+            return None
+        return run_from_row(rows[0]) if rows else None
+
+    async def finish_run(
+        self, run_id: str, thread_id: str, status: RunStatus, outcome: ThreadOutcome | None
+    ) -> bool:
+        """Write a terminal status (CAS from pending/running) and the thread it leaves.
+
+        Args:
+            outcome: the thread's new values/interrupts/error and rest status; None to only
+                recompute the thread status (e.g. a cancelled pending run).
+
+        Returns:
+            True if this call moved the run to ``status``.
+
+        Raises:
+            InvalidRequest: the outcome holds U+0000 (nothing written).
+        """
+        now = now_iso()
+        thread_update = _thread_update(thread_id, outcome, now)
+        async with self._tx() as conn:
+            await _lock_thread(conn, thread_id)
+            cur = await conn.execute(
+                f"UPDATE runs SET status = %s, updated_at = %s WHERE run_id = %s "
+                f"AND status IN {ACTIVE}", (status, now, run_id))
+            if cur.rowcount == 0:  # a late finisher never touches the thread either
+                return False
+            await thread_update(conn)
+            return True
+
+    async def set_cancel_action(self, run_id: str, action: CancelAction) -> bool:
+        """Record the durable cancel intent of an active run; False if it is not active."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE runs SET cancel_action = %s, updated_at = %s "
+                f"WHERE run_id = %s AND status IN {ACTIVE}", (action, now_iso(), run_id))
+            return cur.rowcount > 0
+
+    async def requeue_run(self, run_id: str, attempt: int | None = None) -> bool:
+        """Put a ``running`` run back to ``pending`` (shutdown, recovery); optionally set its
+        ``attempt``. False if the run was not running."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE runs SET status = 'pending', attempt = COALESCE(%s::integer, attempt), "
+                "updated_at = %s WHERE run_id = %s AND status = 'running'",
+                (attempt, now_iso(), run_id))
+            return cur.rowcount > 0
+
+    async def get_run(self, run_id: str, thread_id: str | None = None) -> Run | None:
+        """The run (optionally only if it belongs to ``thread_id``), or None."""
+        if thread_id is None:
+            rows = await self._fetchall(
+                f"SELECT {RUN_COLS} FROM runs WHERE run_id = %s", (run_id,))
+        else:
+            rows = await self._fetchall(
+                f"SELECT {RUN_COLS} FROM runs WHERE run_id = %s AND thread_id = %s",
+                (run_id, thread_id))
+        return run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self, thread_id: str, *, status: str | None = None, limit: int = 10, offset: int = 0
+    ) -> list[Run]:
+        """A thread's runs, newest first (``GET /threads/{id}/runs``)."""
+        sql = f"SELECT {RUN_COLS} FROM runs WHERE thread_id = %s"
+        args: list[Any] = [thread_id]
+        if status:
+            sql += " AND status = %s"
+            args.append(status)
+        rows = await self._fetchall(sql + " ORDER BY seq DESC LIMIT %s OFFSET %s",
+                                    [*args, limit, offset])
+        return [run_from_row(r) for r in rows]
+
+    async def active_runs(self, thread_id: str | None = None) -> list[Run]:
+        """Pending or running runs (of one thread, or all), in admission order (per thread;
+        across threads, in the order their inserts took a ``seq``)."""
+        if thread_id is not None:
+            async with self._pool.connection() as conn:
+                return await _active_runs(conn, thread_id)
+        rows = await self._fetchall(
+            f"SELECT {RUN_COLS} FROM runs WHERE status IN {ACTIVE} ORDER BY seq", ())
+        return [run_from_row(r) for r in rows]
+
+    async def delete_run(
+        self, run_id: str, thread_id: str, outcome: ThreadOutcome | None = None
+    ) -> bool:
+        """Delete a run record and recompute its thread (with ``outcome``: the state a
+        rollback left), in one transaction; False if absent."""
+        thread_update = _thread_update(thread_id, outcome, now_iso())
+        async with self._tx() as conn:
+            await _lock_thread(conn, thread_id)
+            cur = await conn.execute("DELETE FROM runs WHERE run_id = %s AND thread_id = %s",
+                                     (run_id, thread_id))
+            if cur.rowcount == 0:
+                return False
+            await thread_update(conn)
+            return True
+
+
+# ---- schema and statements shared by several operations --------------------------------------
+
+async def _configure(conn: Conn) -> None:
+    set_json_loads(loads_json, conn)
+
+
+async def migrate(conn: Conn) -> int:
+    """Create or migrate the schema to ``SCHEMA_VERSION`` in one transaction under the
+    advisory lock (postgres_schema.py invariants 2 and 3); the version found before.
+
+    Raises:
+        RuntimeError: the database is at a newer version than this gateway knows.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        await conn.execute(VERSION_TABLE)
+        cur = await conn.execute("SELECT version FROM store_schema WHERE id = 1")
+        row = await cur.fetchone()
+        found = int(row[0]) if row else 0
+        if found > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the run store's schema is at version {found}, newer than this gateway's "
+                f"{SCHEMA_VERSION}: upgrade the gateway")
+        for step in MIGRATIONS[found:]:
+            await conn.execute(step.encode())  # several statements: no parameters
+        await conn.execute(
+            "INSERT INTO store_schema (id, version) VALUES (1, %s) "
+            "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version", (SCHEMA_VERSION,))
+    return found
+
+
+async def _lock_thread(conn: Conn, thread_id: str) -> str | None:
+    """Lock the thread row (module invariant 4); its ``rest_status``, or None if missing."""
+    cur = await conn.execute(
+        "SELECT rest_status FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def _fetch_thread(conn: Conn, thread_id: str) -> Thread | None:
+    cur = await conn.execute(f"SELECT {THREAD_COLS} FROM threads WHERE thread_id = %s",
+                             (thread_id,))
+    row = await cur.fetchone()
+    return None if row is None else thread_from_row(row)
+
+
+async def _active_runs(conn: Conn, thread_id: str) -> list[Run]:
+    cur = await conn.execute(
+        f"SELECT {RUN_COLS} FROM runs WHERE thread_id = %s AND status IN {ACTIVE} "
+        "ORDER BY seq", (thread_id,))
+    return [run_from_row(r) for r in await cur.fetchall()]
+
+
+async def _has_active(conn: Conn, thread_id: str) -> bool:
+    cur = await conn.execute(
+        f"SELECT 1 FROM runs WHERE thread_id = %s AND status IN {ACTIVE} LIMIT 1", (thread_id,))
+    return await cur.fetchone() is not None
+
+
+def _thread_update(thread_id: str, outcome: ThreadOutcome | None, now: str) -> ThreadWrite:
+    """The write that leaves the thread as a finished (or deleted) run does, as a coroutine
+    function of the connection; the outcome is encoded here, before any transaction starts,
+    so a value jsonb refuses raises before anything is written."""
+    if outcome is None:
+        async def recompute(conn: Conn) -> None:
+            busy = await _has_active(conn, thread_id)
+            await conn.execute(
+                "UPDATE threads SET status = CASE WHEN %s THEN 'busy' ELSE rest_status END, "
+                "updated_at = %s WHERE thread_id = %s", (busy, now, thread_id))
+        return recompute
+    patch = {k: v for k, v in (("graph_id", outcome.graph_id),
+                               ("assistant_id", outcome.assistant_id)) if v}
+    args = (to_jsonb(outcome.values, "values"), to_jsonb(outcome.interrupts, "interrupts"),
+            to_jsonb(outcome.error, "error"), outcome.status, to_jsonb(patch, "metadata"))
+
+    async def write(conn: Conn) -> None:
+        busy = await _has_active(conn, thread_id)
+        values, interrupts, error, rest, meta = args
+        await conn.execute(
+            'UPDATE threads SET "values" = %s::jsonb, interrupts = %s::jsonb, '
+            "error = %s::jsonb, rest_status = %s, status = %s, metadata = metadata || "
+            "%s::jsonb, updated_at = %s, state_updated_at = %s WHERE thread_id = %s",
+            (values, interrupts, error, rest, TS.BUSY if busy else rest, meta, now, now,
+             thread_id),
+        )
+    return write

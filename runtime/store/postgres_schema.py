@@ -1,0 +1,218 @@
+"""The run store's PostgreSQL schema, its migration at start-up, and the row mapping.
+
+Tables: ``threads`` (one row per thread; ``status`` is ``busy`` while a run is pending or
+running, else ``rest_status``), ``runs`` (``seq``, a bigserial, gives admission order) and
+``store_schema`` (one row: the schema version this database is at).
+
+Invariants:
+1. ``runs_one_running``: at most one ``running`` run per thread, in the store (design.md 4.1).
+2. ``migrate`` runs every step above the stored version in one transaction that holds a
+   transaction-level advisory lock (``SCHEMA_LOCK``): N processes starting at once on one
+   database apply each step exactly once, and each sees either no schema or all of it.
+3. A database at a version newer than ``SCHEMA_VERSION`` is refused, not downgraded.
+
+Deliberate differences from the SQLite schema (runtime/store/sqlite_schema.py):
+1. JSON columns are ``jsonb``: metadata and values filters are ``@>`` containment (as the
+   reference's store), served for metadata by a GIN index (``jsonb_path_ops``) instead of the
+   trigger-kept ``thread_meta`` table. jsonb keeps neither object key order (keys come back
+   sorted by length, then bytes, as from the reference) nor the spelling of numbers
+   (``1e+20`` comes back ``100000000000000000000``, read back as the same float; ``-0.0`` as
+   ``0.0``), and it cannot hold U+0000: ``to_jsonb`` refuses such a value with
+   ``InvalidRequest`` before it reaches the database.
+2. ``thread_id``/``status`` compare with ``COLLATE "C"`` (bytes, as SQLite) so sorting by
+   them does not depend on the database's locale.
+3. Timestamps stay the ISO-8601 text the runtime writes (``runtime.ids.now_iso``), so both
+   stores return identical strings; the lease columns (``lease_expires_at``,
+   ``cancel_requested_at``) are ``timestamptz`` set from the database clock (design.md 9).
+4. ``threads.seq`` breaks ties in sort orders (SQLite's ``rowid``).
+5. ``runs.thread_id`` references ``threads`` ``ON DELETE CASCADE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from runtime.errors import InvalidRequest
+from runtime.store.filters import check_filter
+from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, Thread, ThreadStatus
+
+SCHEMA_LOCK = 0x6777_7374_6F72_6501
+"""``pg_advisory_xact_lock`` key held while the schema is created or migrated."""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: threads and runs; owner/lease/cancel_requested_at are for the claims to come (unused)
+    """
+    CREATE TABLE IF NOT EXISTS threads (
+        seq bigserial NOT NULL UNIQUE,
+        thread_id text COLLATE "C" PRIMARY KEY,
+        created_at text NOT NULL,
+        updated_at text NOT NULL,
+        state_updated_at text NOT NULL,
+        metadata jsonb NOT NULL DEFAULT '{}',
+        status text COLLATE "C" NOT NULL DEFAULT 'idle',
+        rest_status text NOT NULL DEFAULT 'idle',
+        config jsonb NOT NULL DEFAULT '{}',
+        "values" jsonb,
+        interrupts jsonb,
+        error jsonb
+    );
+    CREATE INDEX IF NOT EXISTS threads_created ON threads(created_at, seq);
+    CREATE INDEX IF NOT EXISTS threads_updated ON threads(updated_at, seq);
+    CREATE INDEX IF NOT EXISTS threads_status ON threads(status, created_at);
+    CREATE INDEX IF NOT EXISTS threads_metadata ON threads USING gin (metadata jsonb_path_ops);
+    CREATE TABLE IF NOT EXISTS runs (
+        seq bigserial PRIMARY KEY,
+        run_id text COLLATE "C" NOT NULL UNIQUE,
+        thread_id text COLLATE "C" NOT NULL
+            REFERENCES threads(thread_id) ON DELETE CASCADE,
+        assistant_id text NOT NULL,
+        graph_id text NOT NULL,
+        status text NOT NULL,
+        metadata jsonb NOT NULL,
+        kwargs jsonb NOT NULL,
+        multitask_strategy text NOT NULL,
+        created_at text NOT NULL,
+        updated_at text NOT NULL,
+        attempt integer NOT NULL DEFAULT 1,
+        cancel_action text,
+        on_completion text NOT NULL DEFAULT 'keep',
+        not_before text,
+        owner text,
+        lease_token uuid,
+        lease_expires_at timestamptz,
+        cancel_requested_at timestamptz
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS runs_one_running ON runs(thread_id)
+        WHERE status = 'running';
+    CREATE INDEX IF NOT EXISTS runs_thread ON runs(thread_id, seq);
+    CREATE INDEX IF NOT EXISTS runs_active ON runs(status, seq)
+        WHERE status IN ('pending', 'running');
+    -- a thread's active runs without walking its finished ones (admission and finalization)
+    CREATE INDEX IF NOT EXISTS runs_thread_active ON runs(thread_id, seq)
+        WHERE status IN ('pending', 'running');
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS store_schema (
+    id integer PRIMARY KEY CHECK (id = 1),
+    version integer NOT NULL
+)
+"""
+
+RUN_COLS = (
+    "run_id, thread_id, assistant_id, graph_id, status, metadata, kwargs, multitask_strategy, "
+    "created_at, updated_at, attempt, cancel_action, on_completion, not_before"
+)
+THREAD_COLS = (
+    'thread_id, created_at, updated_at, state_updated_at, metadata, status, config, "values", '
+    "interrupts, error"
+)
+ACTIVE = "('pending', 'running')"
+
+
+def to_jsonb(value: Any, field: str) -> str | None:
+    """``value`` as JSON text for a ``%s::jsonb`` parameter (None stays SQL NULL).
+
+    Raises:
+        InvalidRequest: the value holds U+0000 (in a string or a key), which jsonb cannot
+            store (SQLite can: deliberate difference 1 of the module docstring).
+    """
+    if value is None:
+        return None
+    text = orjson.dumps(value)
+    if b"\\u0000" in text:
+        raise InvalidRequest(f"{field}: PostgreSQL cannot store the character U+0000 (\\u0000)")
+    return text.decode()
+
+
+def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
+    """The connection's JSON loader (orjson: an integer past 64 bits, as jsonb prints a float
+    like ``1e+20``, parses as the float it was)."""
+    return orjson.loads(bytes(data) if isinstance(data, memoryview) else data)
+
+
+def run_from_row(row: Sequence[Any]) -> Run:
+    return Run(
+        run_id=row[0],
+        thread_id=row[1],
+        assistant_id=row[2],
+        graph_id=row[3],
+        status=RunStatus(row[4]),
+        metadata=row[5],
+        kwargs=row[6],
+        multitask_strategy=MultitaskStrategy(row[7]),
+        created_at=row[8],
+        updated_at=row[9],
+        attempt=row[10],
+        cancel_action=CancelAction(row[11]) if row[11] else None,
+        on_completion=row[12],
+        not_before=row[13],
+    )
+
+
+def thread_from_row(row: Sequence[Any]) -> Thread:
+    return Thread(
+        thread_id=row[0],
+        created_at=row[1],
+        updated_at=row[2],
+        state_updated_at=row[3],
+        metadata=row[4],
+        status=ThreadStatus(row[5]),
+        config=row[6],
+        values=row[7],
+        interrupts=row[8],
+        error=row[9],
+    )
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch, as SQLite's ``json_patch``: null removes a key, objects
+    merge recursively, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def thread_filters(
+    ids: list[str] | None, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
+    status: str | None,
+) -> tuple[str, list[Any]]:
+    """``(" WHERE ...", args)`` for ``POST /threads/search`` and ``/count``: jsonb ``@>``.
+
+    An empty filter matches every thread (also those without ``values``), as in SQLite. A
+    filter holding U+0000 matches nothing: jsonb cannot hold that character.
+
+    Raises:
+        InvalidRequest: a filter out of bounds (``runtime.store.filters.check_filter``).
+    """
+    check_filter("metadata", metadata)
+    check_filter("values", values)
+    clauses: list[str] = []
+    args: list[Any] = []
+    if ids:
+        clauses.append("thread_id = ANY(%s::text[])")
+        args.append(list(ids))
+    if status:
+        clauses.append("status = %s")
+        args.append(status)
+    for column, wanted in (("metadata", metadata), ('"values"', values)):
+        if not wanted:
+            continue
+        text = orjson.dumps(wanted)
+        if b"\\u0000" in text:
+            clauses.append("false")
+            continue
+        clauses.append(f"{column} @> %s::jsonb")
+        args.append(text.decode())
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
