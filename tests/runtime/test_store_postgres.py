@@ -1,0 +1,172 @@
+"""PostgreSQL-specific tests of the run store (runtime/store/postgres.py, postgres_schema.py):
+the schema's creation and migration at start-up, several pools (processes) on one database,
+what jsonb refuses, and the indexes the queries can use.
+
+The behaviour every store shares is the contract suite's (tests/contract/test_store.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+
+from runtime.errors import InvalidRequest, ThreadBusy
+from runtime.ids import now_iso, uuid7
+from runtime.store.postgres import PostgresStore
+from runtime.store.postgres_schema import SCHEMA_LOCK, SCHEMA_VERSION
+from runtime.types import MultitaskStrategy, Run, RunStatus, ThreadOutcome, ThreadStatus
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+def new_run(thread_id: str, **changes: Any) -> Run:
+    now = now_iso()
+    run = Run(uuid7(), thread_id, "a-1", "echo", RunStatus.PENDING, {}, {"input": {}},
+              MultitaskStrategy.ENQUEUE, now, now)
+    return run.replace(**changes) if changes else run
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r[0] for r in rows}
+
+
+async def test_concurrent_opens_on_a_fresh_database_create_the_schema_once(pg_url: str) -> None:
+    """Four processes starting at once: every open succeeds and the schema is there once."""
+    opened: list[int] = []
+
+    async def open_and_use(i: int) -> None:
+        async with PostgresStore.open(pg_url, max_size=2) as store:
+            await store.create_thread(f"t{i}", {"i": i})
+            opened.append(i)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(open_and_use, i)
+    assert sorted(opened) == [0, 1, 2, 3]
+    assert {"threads", "runs", "store_schema"} <= tables(pg_url)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT id, version FROM store_schema").fetchall() == [
+            (1, SCHEMA_VERSION)]
+        assert conn.execute("SELECT count(*) FROM threads").fetchone() == (4,)
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+    assert {"runs_one_running", "runs_thread_active", "threads_metadata"} <= indexes
+
+
+async def test_a_second_open_keeps_the_data(pg_url: str) -> None:
+    async with PostgresStore.open(pg_url) as store:
+        await store.create_thread("t1", {"k": "v"})
+        run = new_run("t1")
+        await store.admit_run(run, create_thread=False)
+        assert await store.mark_running(run.run_id) is not None
+        thread = await store.get_thread("t1")
+    async with PostgresStore.open(pg_url) as store:
+        assert await store.get_thread("t1") == thread
+        got = await store.get_run(run.run_id)
+        assert got is not None and got.status == RunStatus.RUNNING
+
+
+async def test_the_schema_is_created_under_the_advisory_lock(pg_url: str) -> None:
+    """While another session holds ``SCHEMA_LOCK``, an open waits; it completes once the lock
+    is released."""
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        done = anyio.Event()
+
+        async def open_store() -> None:
+            async with PostgresStore.open(pg_url):
+                done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(open_store)
+            with anyio.move_on_after(0.5):
+                await done.wait()
+            assert not done.is_set()
+            assert "threads" not in tables(pg_url)
+            holder.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+            with anyio.fail_after(10):
+                await done.wait()
+    assert "threads" in tables(pg_url)
+
+
+async def test_a_newer_schema_is_refused(pg_url: str) -> None:
+    async with PostgresStore.open(pg_url):
+        pass
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE store_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(RuntimeError, match="newer than this gateway"):
+        async with PostgresStore.open(pg_url):
+            pass
+
+
+async def test_two_pools_share_invariant_1_and_admission(pg_url: str) -> None:
+    """Two stores on one database (two processes): a reject admission on each at once admits
+    one, and a run started on one cannot be doubled by the other."""
+    async with PostgresStore.open(pg_url) as a, PostgresStore.open(pg_url) as b:
+        await a.create_thread("t1", {})
+        outcomes: list[str] = []
+
+        async def admit(store: PostgresStore) -> None:
+            try:
+                await store.admit_run(new_run("t1", multitask_strategy=MultitaskStrategy.REJECT),
+                                      create_thread=False)
+                outcomes.append("admitted")
+            except ThreadBusy:
+                outcomes.append("busy")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for store in (a, b, a, b, a, b):
+                    tg.start_soon(admit, store)
+        assert sorted(outcomes) == ["admitted"] + ["busy"] * 5
+        first = (await b.active_runs("t1"))[0]
+        second = new_run("t1")
+        await b.admit_run(second, create_thread=False)
+        assert await a.mark_running(first.run_id) is not None
+        assert await b.mark_running(second.run_id) is None
+        assert await b.finish_run(first.run_id, "t1", RunStatus.SUCCESS,
+                                  ThreadOutcome(ThreadStatus.IDLE, {"v": 1}, {}))
+        assert await a.mark_running(second.run_id) is not None
+
+
+async def test_u0000_is_refused_before_anything_is_stored(pg_url: str) -> None:
+    """jsonb cannot hold U+0000: a 422 naming the field (SQLite stores it; postgres.py
+    difference 1), nothing half-written; a filter holding it matches nothing."""
+    async with PostgresStore.open(pg_url) as store:
+        with pytest.raises(InvalidRequest, match="metadata: PostgreSQL cannot store"):
+            await store.create_thread("t1", {"k": "a\x00b"})
+        run = new_run("t1", kwargs={"input": {"text": "\x00"}})
+        with pytest.raises(InvalidRequest, match="kwargs: PostgreSQL cannot store"):
+            await store.admit_run(run, create_thread=True)
+        assert await store.count_threads() == 0 and await store.get_run(run.run_id) is None
+        ok = new_run("t1")
+        await store.admit_run(ok, create_thread=True)
+        await store.mark_running(ok.run_id)
+        with pytest.raises(InvalidRequest, match="values: PostgreSQL cannot store"):
+            await store.finish_run(ok.run_id, "t1", RunStatus.SUCCESS,
+                                   ThreadOutcome(ThreadStatus.IDLE, {"\x00": 1}, {}))
+        got = await store.get_run(ok.run_id)
+        assert got is not None and got.status == RunStatus.RUNNING
+        threads, more = await store.search_threads(metadata={"k": "\x00"})
+        assert (threads, more) == ([], False)
+        assert await store.count_threads(values={"\x00": 1}) == 0
+
+
+async def test_queries_can_use_their_indexes(pg_url: str) -> None:
+    """With sequential scans disabled (a small table would be scanned), the metadata filter
+    uses the GIN index and a thread's active runs the partial index."""
+    async with PostgresStore.open(pg_url) as store:
+        await store.create_thread("t1", {"user": "ann"})
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = str(conn.execute("EXPLAIN SELECT thread_id FROM threads WHERE metadata @> "
+                                "'{\"user\": \"ann\"}'::jsonb").fetchall())
+        assert "threads_metadata" in plan, plan
+        plan = str(conn.execute("EXPLAIN SELECT run_id FROM runs WHERE thread_id = 't1' AND "
+                                "status IN ('pending', 'running') ORDER BY seq").fetchall())
+        assert "runs_thread_active" in plan, plan
