@@ -9,11 +9,17 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from types import FrameType
 
+import psycopg
 import uvicorn
 
 from gateway.app import begin_shutdown, create_app
 from gateway.settings import SettingsError, load_settings
-from runtime.datadir import DataDirLocked, exclusive_data_dir
+from runtime.datadir import (
+    DatabaseLocked,
+    DataDirLocked,
+    exclusive_data_dir,
+    exclusive_database,
+)
 from runtime.graphs import GraphLoadError, locate_spec
 
 
@@ -46,17 +52,22 @@ def main(argv: list[str] | None = None) -> int:
                             log_level=args.log_level,
                             timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))
     server = GatewayServer(config, on_exit=lambda: begin_shutdown(app))
-    data_dir = settings.runtime_config().data_dir
+    runtime_config = settings.runtime_config()
     with ExitStack() as stack:
-        if data_dir is not None:  # held for the process's life, before any store is opened
-            try:
-                stack.enter_context(exclusive_data_dir(data_dir))
-            except DataDirLocked as exc:
-                print(f"gateway: {exc}", file=sys.stderr)
-                return 2
-            except OSError as exc:  # the data dir cannot be created
-                print(f"gateway: data_dir {data_dir}: {exc}", file=sys.stderr)
-                return 2
+        try:  # held for the process's life, before any store is opened (runtime/datadir.py)
+            if runtime_config.database_url:
+                stack.enter_context(exclusive_database(runtime_config.database_url))
+            elif runtime_config.data_dir is not None:
+                stack.enter_context(exclusive_data_dir(runtime_config.data_dir))
+        except (DataDirLocked, DatabaseLocked) as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return 2
+        except psycopg.OperationalError as exc:
+            print(f"gateway: database_url: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # the data dir cannot be created
+            print(f"gateway: data_dir {runtime_config.data_dir}: {exc}", file=sys.stderr)
+            return 2
         server.run()
     return 0  # a failed startup (e.g. a graph module raised) exits 3 inside uvicorn
 

@@ -5,7 +5,12 @@
     graphs: {chat_agent: ./examples/chat_agent.py:graph}
     env: .env                    # KEY=VALUE file loaded into os.environ (existing keys win)
     data_dir: ./data             # SQLite files; "memory" keeps everything in memory
-    bridge: memory               # or sqlite: every event also kept in data_dir/events.sqlite
+    bridge: memory               # or sqlite: every event also kept in data_dir/events.sqlite;
+                                 # or redis (the default when redis_url is set)
+    database_url: null           # postgresql://user@host:port/db: threads, runs and
+                                 # checkpoints in PostgreSQL instead of data_dir
+    redis_url: null              # redis://host:port/db: run streams in Redis
+    redis_key_prefix: "gw:"      # every key the gateway writes starts with it
     host: 127.0.0.1
     port: 8123
     max_concurrent_runs: 32
@@ -21,7 +26,7 @@
 A ``langgraph.json`` contributes ``graphs`` and ``env`` (a file path or a mapping). Relative paths
 resolve against the config file's folder. Environment overrides: ``GATEWAY_DATA_DIR``,
 ``GATEWAY_HOST``, ``GATEWAY_PORT``, ``GATEWAY_MAX_CONCURRENT_RUNS``, ``GATEWAY_BRIDGE``,
-``GATEWAY_MAX_BODY_MB``.
+``GATEWAY_MAX_BODY_MB``, ``GATEWAY_DATABASE_URL``, ``GATEWAY_REDIS_URL``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from runtime.bridge.protocol import BridgeLimits
 from runtime.core import RuntimeConfig
@@ -58,7 +63,10 @@ class Settings(BaseModel):
     graphs: dict[str, str]
     env: str | dict[str, str] | None = None
     data_dir: str = "./data"
-    bridge: Literal["memory", "sqlite"] = "memory"
+    bridge: Literal["memory", "sqlite", "redis"] | None = None  # None: redis if redis_url
+    database_url: str | None = Field(None, pattern=r"^postgres(ql)?://")
+    redis_url: str | None = Field(None, pattern=r"^rediss?://")
+    redis_key_prefix: str = Field("gw:", min_length=1, max_length=64)
     host: str = "127.0.0.1"
     port: int = Field(8123, ge=0, le=65535)
     max_concurrent_runs: int = Field(32, ge=1)
@@ -74,9 +82,25 @@ class Settings(BaseModel):
     cors: CorsSettings = Field(default_factory=CorsSettings)
     base_dir: Path = Path(".")
 
+    @model_validator(mode="after")
+    def _engines(self) -> Settings:
+        if self.bridge == "redis" and not self.redis_url:
+            raise ValueError("bridge: redis needs redis_url")
+        if self.bridge == "sqlite" and self.database_url:
+            raise ValueError("bridge: sqlite keeps events in data_dir; with database_url use "
+                             "redis (redis_url) or memory")
+        return self
+
+    @property
+    def bridge_kind(self) -> str:
+        """The bridge in use: the ``bridge`` key, else ``redis`` with ``redis_url``, else
+        ``memory``."""
+        return self.bridge or ("redis" if self.redis_url else "memory")
+
     def runtime_config(self) -> RuntimeConfig:
         """The runtime's part of the settings."""
-        data_dir = None if self.data_dir == "memory" else (self.base_dir / self.data_dir)
+        data_dir = None if self.data_dir == "memory" or self.database_url else (
+            self.base_dir / self.data_dir)
         return RuntimeConfig(
             graphs=dict(self.graphs),
             base_dir=self.base_dir,
@@ -89,7 +113,10 @@ class Settings(BaseModel):
                 shutdown_timeout_s=self.shutdown_timeout_s,
             ),
             max_attempts=self.max_attempts,
-            bridge_kind=self.bridge,
+            bridge_kind=self.bridge_kind,
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            redis_key_prefix=self.redis_key_prefix,
         )
 
 
@@ -110,6 +137,8 @@ _ENV_OVERRIDES = {
     "GATEWAY_PORT": "port",
     "GATEWAY_MAX_CONCURRENT_RUNS": "max_concurrent_runs",
     "GATEWAY_BRIDGE": "bridge",
+    "GATEWAY_DATABASE_URL": "database_url",
+    "GATEWAY_REDIS_URL": "redis_url",
     "GATEWAY_MAX_BODY_MB": "max_body_mb",
 }
 

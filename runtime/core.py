@@ -2,8 +2,9 @@
 by an earlier process, runs the scheduler, and shuts all of it down in order.
 
 Start-up, before the server accepts requests:
-  0. take the exclusive lock on ``data_dir`` (runtime/datadir.py): a second process on the same
-     files fails here with DataDirLocked, before it opens or recovers anything;
+  0. take the exclusive lock on ``data_dir``, or on the PostgreSQL database with
+     ``database_url`` (runtime/datadir.py): a second process on the same data fails here, with
+     DataDirLocked or DatabaseLocked, before it opens or recovers anything;
   1. open the checkpointer and the run/thread store (SQLite files under ``data_dir``);
   2. load the graphs (a bad graph spec fails start-up with GraphLoadError);
   3. recover: runs left ``running`` by a dead process go back to ``pending`` with
@@ -22,23 +23,26 @@ Shutdown (at most ``shutdown_timeout_s`` + ``finalize_timeout_s``):
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from runtime.bridge.memory import MemoryStreamBridge
-from runtime.bridge.protocol import BridgeLimits
+from runtime.bridge.protocol import BridgeLimits, StreamBridge
+from runtime.bridge.redis import RedisStreamBridge
 from runtime.bridge.sqlite import SqliteStreamBridge
 from runtime.checkpointer import Saver, open_checkpointer
-from runtime.datadir import exclusive_data_dir
+from runtime.datadir import exclusive_data_dir, exclusive_database
 from runtime.graphs import GraphRegistry
 from runtime.runs import RunManager
 from runtime.saver_tracking import TrackingSaver
 from runtime.spec import RunLimits
 from runtime.state import ThreadState
+from runtime.store.postgres import PostgresStore
 from runtime.store.protocol import Store
 from runtime.store.sqlite import SqliteStore
 from runtime.types import RunStatus
@@ -67,6 +71,9 @@ class RuntimeConfig:
     bridge_kind: str = "memory"
     limits: RunLimits = field(default_factory=RunLimits)
     max_attempts: int = 3
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_key_prefix: str = "gw:"
 
 
 @dataclass
@@ -85,49 +92,69 @@ async def open_runtime(config: RuntimeConfig) -> AsyncIterator[Runtime]:
     """Open the runtime (see the module docstring for the start-up and shutdown sequence).
 
     Raises:
-        DataDirLocked: another process serves ``config.data_dir``.
+        DataDirLocked / DatabaseLocked: another process serves the same data.
+        psycopg.OperationalError, redis.RedisError: PostgreSQL or Redis unreachable.
     """
-    data = config.data_dir
-    kind = "sqlite" if data is not None else "memory"
-    with exclusive_data_dir(data) if data is not None else nullcontext():
-        async with _open_runtime(config, data, kind) as runtime:
-            yield runtime
-
-
-@asynccontextmanager
-async def _open_runtime(
-    config: RuntimeConfig, data: Path | None, kind: str
-) -> AsyncIterator[Runtime]:
-    async with (
-        open_checkpointer(kind, data / "checkpoints.sqlite" if data else None) as saver,
-        SqliteStore.open(data / "gateway.sqlite" if data else ":memory:") as store,
-    ):
+    async with AsyncExitStack() as stack:
+        saver, store = await _open_stores(config, stack)
         saver = TrackingSaver(saver)
         graphs = GraphRegistry(config.graphs, config.base_dir, saver)
-        durable: SqliteStreamBridge | None = None
-        if config.bridge_kind == "sqlite" and data is not None:
-            durable = await SqliteStreamBridge.connect(data / "events.sqlite", config.bridge)
-        bridge = durable if durable is not None else MemoryStreamBridge(config.bridge)
+        bridge, background = await _open_bridge(config, stack)
         manager = RunManager(store, bridge, graphs, saver, config.limits)
         await _recover(manager, config.max_attempts)
         state = ThreadState(store, graphs, saver, manager.bridge)
         runtime = Runtime(manager, state, store, graphs, saver)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(manager.run_scheduler, tg, name="run scheduler")
-                if durable is not None:
-                    tg.start_soon(durable.run_flusher, name="event flusher")
-                try:
-                    yield runtime
-                finally:
-                    manager.begin_shutdown()
-                    with anyio.CancelScope(shield=True):
-                        await manager.drain(config.limits.shutdown_timeout_s)
-                    tg.cancel_scope.cancel()
-        finally:
-            if durable is not None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(manager.run_scheduler, tg, name="run scheduler")
+            if background is not None:
+                tg.start_soon(background, name="bridge background")
+            try:
+                yield runtime
+            finally:
+                manager.begin_shutdown()
                 with anyio.CancelScope(shield=True):
-                    await durable.aclose()
+                    await manager.drain(config.limits.shutdown_timeout_s)
+                tg.cancel_scope.cancel()
+
+
+async def _open_stores(config: RuntimeConfig, stack: AsyncExitStack) -> tuple[Saver, Store]:
+    """Step 0 and 1: the lock on the data, then the checkpointer and the run/thread store
+    (PostgreSQL with ``database_url``, else SQLite files in ``data_dir``, else memory)."""
+    data, url = config.data_dir, config.database_url
+    if url:
+        stack.enter_context(exclusive_database(url))
+        saver = await stack.enter_async_context(open_checkpointer("postgres", None, url))
+        return saver, await stack.enter_async_context(PostgresStore.open(url))
+    if data is not None:
+        stack.enter_context(exclusive_data_dir(data))
+    saver = await stack.enter_async_context(
+        open_checkpointer("sqlite" if data else "memory",
+                          data / "checkpoints.sqlite" if data else None))
+    store = await stack.enter_async_context(
+        SqliteStore.open(data / "gateway.sqlite" if data else ":memory:"))
+    return saver, store
+
+
+async def _open_bridge(
+    config: RuntimeConfig, stack: AsyncExitStack
+) -> tuple[StreamBridge, Callable[[], Coroutine[Any, Any, None]] | None]:
+    """The StreamBridge and the background task it needs (run in the runtime's task group);
+    it is closed after the task group (its queued events flushed first)."""
+    if config.bridge_kind == "redis" and config.redis_url:
+        redis_bridge = await stack.enter_async_context(RedisStreamBridge.open(
+            config.redis_url, config.bridge, key_prefix=config.redis_key_prefix))
+        return redis_bridge, redis_bridge.run
+    if config.bridge_kind == "sqlite" and config.data_dir is not None:
+        durable = await SqliteStreamBridge.connect(config.data_dir / "events.sqlite",
+                                                   config.bridge)
+
+        async def close() -> None:
+            with anyio.CancelScope(shield=True):
+                await durable.aclose()
+
+        stack.push_async_callback(close)
+        return durable, durable.run_flusher
+    return MemoryStreamBridge(config.bridge), None
 
 
 async def _recover(manager: RunManager, max_attempts: int) -> None:

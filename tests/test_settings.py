@@ -167,3 +167,29 @@ def test_stream_log_bounds_reach_the_bridge(tmp_path: Path) -> None:
     config.write_text("graphs: {}\nmax_log_mb_per_run: 0\n")
     with pytest.raises(SettingsError, match="max_log_mb_per_run"):
         load_settings(config)
+
+
+def test_engine_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("graphs: {}\ndatabase_url: postgresql://postgres@127.0.0.1/x\n"
+                      "redis_url: redis://127.0.0.1:6379/0\n")
+    settings = load_settings(config)
+    runtime = settings.runtime_config()
+    assert (settings.bridge_kind, runtime.bridge_kind) == ("redis", "redis")
+    assert runtime.data_dir is None  # the data lives in PostgreSQL: no data dir, no file lock
+    assert runtime.database_url == "postgresql://postgres@127.0.0.1/x"
+    config.write_text("graphs: {}\nbridge: redis\n")
+    with pytest.raises(SettingsError, match="redis_url"):
+        load_settings(config)
+    config.write_text("graphs: {}\nbridge: sqlite\ndatabase_url: postgresql://h/x\n")
+    with pytest.raises(SettingsError, match="database_url"):
+        load_settings(config)
+    config.write_text("graphs: {}\ndatabase_url: mysql://h/x\n")
+    with pytest.raises(SettingsError, match="database_url"):
+        load_settings(config)
+    config.write_text("graphs: {}\n")
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", "postgresql://env/db")
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://env:6379/1")
+    runtime = load_settings(config).runtime_config()
+    assert (runtime.database_url, runtime.redis_url) == ("postgresql://env/db",
+                                                         "redis://env:6379/1")

@@ -1,4 +1,5 @@
-"""End-to-end: what a joiner gets, by what it has already seen (runtime/bridge/memory.py invariant 5).
+"""End-to-end: what a joiner gets, by what it has already seen (runtime/bridge/memory.py,
+invariant 5).
 
 The official Python SDK over a real socket, the create-then-join pattern the LangGraph docs
 teach (``runs.create`` then ``runs.join_stream``, which sends no ``Last-Event-ID``):

@@ -12,8 +12,15 @@ import anyio
 import pytest
 
 import runtime.bridge.memory as bridge_mod
-from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, parse_last_event_id
 from runtime.bridge.memory import MemoryStreamBridge
+from runtime.bridge.protocol import (
+    FROM_START,
+    LIVE,
+    REPLAY,
+    BridgeLimits,
+    Cursor,
+    parse_last_event_id,
+)
 from runtime.types import StreamEvent, StreamGap
 
 Item = StreamEvent | StreamGap

@@ -9,7 +9,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, parse_last_event_id
+from runtime.bridge.protocol import (
+    FROM_START,
+    LIVE,
+    REPLAY,
+    BridgeLimits,
+    Cursor,
+    parse_last_event_id,
+)
 from runtime.bridge.sqlite import SqliteStreamBridge
 from runtime.types import StreamEvent, StreamGap
 

@@ -1,0 +1,136 @@
+"""One gateway process on PostgreSQL + Redis (``database_url``, ``redis_url``): the official
+clients see the same gateway as on SQLite. Real PostgreSQL and Redis on this machine, a
+database and a key prefix of this test's own (tests/services.py).
+
+Several processes on one database are the next step of issue 11 (claims and leases); until
+then a second process is refused like a second process on one data dir.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+import redis
+from langgraph_sdk import get_client
+
+from tests.e2e.test_js_sdk import node_binary, run_js_suite
+from tests.server import ROOT, GatewayProcess, free_port
+
+pytestmark = pytest.mark.anyio
+MakeGateway = Callable[..., GatewayProcess]
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+@pytest.fixture
+def engines(pg_url: str, redis_prefix: tuple[str, str]) -> dict[str, str]:
+    redis_url, prefix = redis_prefix
+    return {"database_url": pg_url, "redis_url": redis_url, "redis_key_prefix": prefix}
+
+
+@pytest.mark.timeout(90)
+async def test_threads_runs_streams_on_postgres_and_redis(
+    make_gateway: MakeGateway, engines: dict[str, str],
+) -> None:
+    server = make_gateway(**engines).start()
+    client = get_client(url=server.url)
+    thread_id = str((await client.threads.create(metadata={"team": "a"}))["thread_id"])
+
+    streamed = [(p.event, p.data) async for p in client.runs.stream(
+        thread_id, "echo", input=user("hi"), stream_mode=["values", "custom"])]
+    assert [e for e, _ in streamed] == ["metadata", "values", "custom", "custom", "values"]
+    assert streamed[-1][1]["messages"][-1]["content"] == "echo: hi"
+
+    run = await client.runs.create(thread_id, "echo", input=user("again"),
+                                   config={"configurable": {"delay": 0.3}})
+    joined = [p.event async for p in client.runs.join_stream(thread_id, run["run_id"])]
+    assert joined[0] == "metadata" and joined[-1] == "values"
+    failed = await client.runs.wait(thread_id, "fail", input=user("no"), raise_error=False)
+    assert failed == {"__error__": {"error": "ValueError", "message": "deliberate failure: no"}}
+
+    assert (await client.threads.get(thread_id))["status"] == "error"
+    assert [t["thread_id"] for t in await client.threads.search(metadata={"team": "a"})] == [
+        thread_id]
+    history = await client.threads.get_history(thread_id, limit=100)
+    assert len(history) >= 6
+    copy = await client.threads.copy(thread_id)
+    state = await client.threads.get_state(copy["thread_id"])
+    assert [m["content"] for m in state["values"]["messages"]][:4] == [
+        "hi", "echo: hi", "again", "echo: again"]
+
+    # the run's stream went through Redis, under this test's prefix
+    redis_url, prefix = engines["redis_url"], engines["redis_key_prefix"]
+    keys = redis.Redis.from_url(redis_url).keys(prefix + "*")
+    assert any(run["run_id"].encode() in k for k in keys), keys
+
+
+@pytest.mark.timeout(90)
+async def test_rollback_and_interrupt_on_postgres(
+    make_gateway: MakeGateway, engines: dict[str, str],
+) -> None:
+    server = make_gateway(**engines).start()
+    client = get_client(url=server.url)
+    thread_id = str((await client.threads.create())["thread_id"])
+    await client.runs.wait(thread_id, "echo", input=user("kept"))
+    first = await client.runs.create(thread_id, "echo", input=user("dropped"),
+                                     config={"configurable": {"delay": 5}})
+    second = await client.runs.create(thread_id, "echo", input=user("next"),
+                                      multitask_strategy="rollback")
+    await client.runs.join(thread_id, second["run_id"])
+    state = await client.threads.get_state(thread_id)
+    assert [m["content"] for m in state["values"]["messages"]] == [
+        "kept", "echo: kept", "next", "echo: next"]
+    runs = {r["run_id"]: r["status"] for r in await client.runs.list(thread_id)}
+    assert first["run_id"] not in runs and runs[second["run_id"]] == "success"
+
+
+@pytest.mark.timeout(120)
+async def test_killed_gateway_recovers_its_run_from_postgres(
+    make_gateway: MakeGateway, engines: dict[str, str],
+) -> None:
+    first = make_gateway(**engines).start()
+    client = get_client(url=first.url)
+    thread_id = str((await client.threads.create())["thread_id"])
+    run = await client.runs.create(thread_id, "steps", input=user("once"),
+                                   config={"configurable": {"delay": 1.0}})
+    with anyio.fail_after(20):  # the first node's checkpoint is written
+        while True:
+            state = await client.threads.get_state(thread_id)
+            if state["next"] == ["second"] or state["next"] == ["third"]:
+                break
+            await anyio.sleep(0.05)
+
+    # one process per database for now: a second one is refused, the first goes on
+    with anyio.fail_after(30):
+        refused = await anyio.run_process(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(first.config),
+             "--port", str(free_port())], cwd=ROOT, check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert b"in use by another gateway" in refused.stderr
+
+    first.kill()
+    second = make_gateway(**engines).start()
+    client = get_client(url=second.url)
+    with anyio.fail_after(30):
+        await client.runs.join(thread_id, run["run_id"])
+    finished = await client.runs.get(thread_id, run["run_id"])
+    assert finished["status"] == "success"
+    state = await client.threads.get_state(thread_id)
+    assert [m["content"] for m in state["values"]["messages"]] == [
+        "once", "first: once", "second: once", "third: once"]  # no node ran twice
+
+
+@pytest.mark.skipif(node_binary() is None, reason="node is not installed")
+@pytest.mark.timeout(300)
+def test_js_sdk_suite_on_postgres_and_redis(
+    make_gateway: MakeGateway, engines: dict[str, str],
+) -> None:
+    """The whole JS SDK suite (2.x) against a gateway on PostgreSQL + Redis."""
+    server = make_gateway(**engines).start()
+    run_js_suite(server.url, server_log=server.log)
