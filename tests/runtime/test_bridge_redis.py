@@ -1,0 +1,292 @@
+"""Unit tests of the cross-process StreamBridge (runtime/bridge/redis.py): two
+``RedisStreamBridge`` instances on one key prefix are two gateway processes. What every bridge
+does is in tests/contract/test_bridge.py; here: the key layout, joins on another process, a
+re-executed run, TTLs, trimming, a stream that vanishes mid-run, Redis unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits
+from runtime.bridge.redis import RedisStreamBridge
+from runtime.types import StreamEvent, StreamGap
+from tests.contract.bridges import Consumer, collect, cursor_of, publish_n, within
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+FAST: dict[str, Any] = {"block_ms": 200, "gone_grace_s": 0.5}
+
+
+@asynccontextmanager
+async def processes(
+    redis_prefix: tuple[str, str], n: int = 2, limits: BridgeLimits | None = None,
+    **options: Any,
+) -> AsyncIterator[list[RedisStreamBridge]]:
+    """``n`` bridges on one prefix, each with its flusher running."""
+    url, prefix = redis_prefix
+    limits = limits or BridgeLimits()
+    opts = {**FAST, **options}
+    async with (
+        RedisStreamBridge.open(url, limits, key_prefix=prefix, **opts) as a,
+        RedisStreamBridge.open(url, limits, key_prefix=prefix, **opts) as b,
+        RedisStreamBridge.open(url, limits, key_prefix=prefix, **opts) as c,
+        anyio.create_task_group() as tg,
+    ):
+        bridges = [a, b, c][:n]
+        for bridge in bridges:
+            tg.start_soon(bridge.run)
+        yield bridges
+        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def raw(redis_prefix: tuple[str, str]) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_prefix[0])
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_key_layout_ids_markers_and_fields(redis_prefix: tuple[str, str]) -> None:
+    """``<prefix>run:<run_id>``: a start marker, one entry per event with the event's own id
+    and fields ``event`` / ``data``, an end marker."""
+    async with processes(redis_prefix, 1) as [a], raw(redis_prefix) as r:
+        a.open("r")  # on an instance, ``open`` is the StreamBridge method
+        published = [a.publish("r", "metadata", b'{"run_id":"r"}'),
+                     a.publish("r", "values", b'{"x":1}')]
+        a.close("r")
+        await a.flush()
+        key = redis_prefix[1] + "run:r"
+        assert a.key("r") == key
+        entries: Any = await r.xrange(key)
+        assert [e.id for e in published if e is not None] == [i.decode() for i, _ in entries[1:3]]
+        assert entries[0][0].endswith(b"-0") and entries[0][1] == {b"start": b"1"}
+        assert entries[1][1] == {b"event": b"metadata", b"data": b'{"run_id":"r"}'}
+        assert entries[2][1] == {b"event": b"values", b"data": b'{"x":1}'}
+        assert entries[3][1] == {b"end": b"closed"}
+        assert len(entries) == 4
+
+
+async def test_publish_on_a_join_on_b_from_the_start_and_from_an_id(
+    redis_prefix: tuple[str, str],
+) -> None:
+    async with processes(redis_prefix) as [a, b]:
+        a.open("r")
+        published = publish_n(a, "r", 10)
+        await a.flush()
+        assert not b.has("r")
+        joins = [Consumer(b.subscribe("r", FROM_START)),
+                 Consumer(b.subscribe("r", cursor_of(published[3]))),
+                 Consumer(b.subscribe("r", REPLAY))]
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for join in joins:
+                    tg.start_soon(join.run)
+                await joins[0].wait_for(10)
+                await joins[1].wait_for(6)
+                await joins[2].wait_for(10)
+                assert not any(join.done.is_set() for join in joins)  # live, waiting
+                published += publish_n(a, "r", 5, "live")
+                a.close("r")  # the end marker reaches B: every join ends
+                for join in joins:
+                    await within(5, join.done)
+        assert joins[0].items == published
+        assert joins[1].items == published[4:]
+        assert joins[2].items == published
+
+
+async def test_live_join_on_b_gets_only_later_events(redis_prefix: tuple[str, str]) -> None:
+    async with processes(redis_prefix) as [a, b]:
+        a.open("r")
+        before = publish_n(a, "r", 5, "before")
+        await a.flush()
+        live = Consumer(b.subscribe("r", LIVE))
+        later: list[StreamEvent] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(live.run)
+                while not live.items:  # B's start is its first read: publish until it sees one
+                    later += publish_n(a, "r", 1, "after")
+                    await anyio.sleep(0.01)
+                a.close("r")
+                await within(5, live.done)
+        assert live.items and live.items == later[-len(live.items):]
+        assert not {e.id for e in before} & {e.id for e in later}
+
+
+async def test_reopened_run_replaces_its_old_stream(redis_prefix: tuple[str, str]) -> None:
+    """A run re-executed after its owner died: the new owner's ``open`` deletes the old
+    attempt's stream; a join follows the new attempt, and a reader that was following the
+    old attempt goes on into the new one without a gap."""
+    async with processes(redis_prefix, 3) as [a, b, c]:
+        a.open("r")
+        old = publish_n(a, "r", 5, "attempt1")
+        await a.flush()
+        follower = Consumer(b.subscribe("r", FROM_START))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follower.run)
+                await follower.wait_for(5)
+                # A dies here (never closes). The takeover comes a lease later: a later ms.
+                while True:  # poll: the clock is the subject
+                    if time.time_ns() // 1_000_000 > old[-1].ms:
+                        break
+                    await anyio.sleep(0.001)
+                c.open("r")
+                new = publish_n(c, "r", 3, "attempt2")
+                c.close("r")
+                await within(5, follower.done)
+        assert follower.items == old + new
+        await c.flush()
+        assert await collect(b, "r", FROM_START) == new
+
+
+async def test_ttl_rolls_while_live_then_retention_after_the_end(
+    redis_prefix: tuple[str, str],
+) -> None:
+    limits = BridgeLimits(retention_s=30)
+    async with processes(redis_prefix, 1, limits, live_ttl_s=300) as [a], raw(redis_prefix) as r:
+        a.open("r")
+        publish_n(a, "r", 3)
+        await a.flush()
+        key = a.key("r")
+        assert 30_000 < await r.pttl(key) <= 300_000
+        a.close("r")
+        await a.flush()
+        assert 0 < await r.pttl(key) <= 30_000
+
+
+async def test_live_stream_outlives_its_ttl_while_the_owner_lives_then_expires(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """The owner refreshes the TTL of its open runs every ``live_ttl_s / 4``; a dead owner's
+    stream expires ``live_ttl_s`` after its last refresh."""
+    url, prefix = redis_prefix
+    async with (
+        RedisStreamBridge.open(url, BridgeLimits(), key_prefix=prefix, live_ttl_s=1.0) as a,
+        raw(redis_prefix) as r,
+    ):
+        a.open("r")
+        publish_n(a, "r", 1)
+        await a.flush()
+        key = a.key("r")
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(a.run)
+                deadline = time.monotonic() + 2.5  # time is the subject: 2.5 TTLs
+                while time.monotonic() < deadline:
+                    assert await r.exists(key), "the live stream expired under its owner"
+                    await anyio.sleep(0.1)
+                tg.cancel_scope.cancel()  # the owner dies
+            while True:  # poll until Redis expires it
+                if not await r.exists(key):
+                    break
+                await anyio.sleep(0.05)
+
+
+async def test_trimmed_stream_gives_b_a_gap(redis_prefix: tuple[str, str]) -> None:
+    async with processes(redis_prefix, limits=BridgeLimits(max_events_per_run=10)) as [a, b], \
+            raw(redis_prefix) as r:
+        a.open("r")
+        published = publish_n(a, "r", 40)
+        await a.flush()
+        assert await r.xlen(a.key("r")) == 10  # trimmed while live, exactly to the local log
+        published += publish_n(a, "r", 60, "more")
+        a.close("r")
+        await a.flush()
+        assert await r.xlen(a.key("r")) == 11  # + the end marker
+        got = await collect(b, "r", cursor_of(published[4]))
+        assert got[0] == StreamGap(published[4].id, published[-10].id, 100 - 10 - 5)
+        assert got[1:] == published[-10:]
+        assert await collect(b, "r", cursor_of(published[-11])) == published[-10:]
+
+
+async def test_stream_is_bounded_in_bytes(redis_prefix: tuple[str, str]) -> None:
+    limits = BridgeLimits(max_bytes_per_run=1000)
+    async with processes(redis_prefix, limits=limits) as [a, b], raw(redis_prefix) as r:
+        a.open("r")
+        published = [a.publish("r", "custom", b'"' + b"x" * 398 + b'"') for _ in range(10)]
+        a.close("r")
+        await a.flush()
+        kept = [e for e in published if e is not None][-2:]  # 2 x 400 bytes fit in 1000
+        entries: Any = await r.xrange(a.key("r"))
+        assert sum(len(fields.get(b"data", b"")) for _, fields in entries) == 800
+        assert await collect(b, "r", FROM_START) == [StreamGap("-1", kept[0].id, 8), *kept]
+
+
+async def test_stream_deleted_mid_run_ends_b_and_never_breaks_a(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """Redis holds nothing that cannot be lost: the keys vanish (a flush of our prefix), the
+    owner goes on publishing, an idle owner's readers end with a gap within a bound."""
+    async with processes(redis_prefix) as [a, b], raw(redis_prefix) as r:
+        a.open("r")
+        published = publish_n(a, "r", 3)
+        await a.flush()
+        reader = Consumer(b.subscribe("r", FROM_START))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader.run)
+                await reader.wait_for(3)
+                await r.delete(a.key("r"))
+                took = await within(5, reader.done)  # block_ms 0.2 + gone_grace_s 0.5
+        assert took < 3
+        assert reader.items == [*published, StreamGap(published[-1].id, None, None)]
+        more = publish_n(a, "r", 3, "after")  # never raises; local readers are unaffected
+        a.close("r")
+        await a.flush()
+        assert await collect(a, "r", FROM_START) == published + more
+
+
+async def test_stream_deleted_under_a_paused_reader_then_recreated_gives_a_gap(
+    redis_prefix: tuple[str, str],
+) -> None:
+    async with processes(redis_prefix) as [a, b], raw(redis_prefix) as r:
+        a.open("r")
+        published = publish_n(a, "r", 3)
+        await a.flush()
+        stream = b.subscribe("r", FROM_START)
+        with anyio.fail_after(10):
+            assert [await stream.__anext__() for _ in range(3)] == published
+            lost = publish_n(a, "r", 2, "lost")
+            await a.flush()
+            await r.delete(a.key("r"))
+            after = publish_n(a, "r", 2, "after")  # recreates the stream
+            a.close("r")
+            await a.flush()
+            rest = [item async for item in stream]
+        assert rest == [StreamGap(published[-1].id, after[0].id, len(lost)), *after]
+
+
+async def test_redis_unreachable_publish_and_local_readers_unaffected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    bridge = RedisStreamBridge(client, BridgeLimits(), max_queued=50)
+    try:
+        with anyio.fail_after(10), caplog.at_level(logging.WARNING, "runtime.bridge.redis"):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bridge.run)
+                bridge.open("r")
+                started = time.monotonic()
+                published = publish_n(bridge, "r", 100)
+                assert time.monotonic() - started < 1
+                bridge.close("r")
+                assert await collect(bridge, "r", FROM_START) == published
+                while True:  # poll the log: the flusher has no other signal
+                    if "writing stream events to Redis failed" in caplog.text:
+                        break
+                    await anyio.sleep(0.01)
+                assert len(bridge._ops) <= 50  # bounded while Redis is away
+                tg.cancel_scope.cancel()
+    finally:
+        await client.aclose()
