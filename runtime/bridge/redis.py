@@ -20,10 +20,15 @@ Key layout (``key_prefix`` defaults to ``gw:``):
     with every batch and every ``live_ttl_s / 4`` for every open run, so a crashed owner's
     stream still expires); after the end marker, ``retention_s``.
 
-Reader design: ONE ``XREAD BLOCK`` PER SUBSCRIPTION with a short block (``block_ms``): each
-remote subscriber holds one pooled connection while it waits. The next step is one reader task
-per process that multiplexes every locally watched stream in a single ``XREAD`` (scale-out.md
-5.2: one XREAD reads many keys) and fans entries out to local cursors.
+Reader design: ONE READER TASK PER PROCESS (inside ``run``) serves every remote subscriber.
+The first subscription to a remote run loads the stream (``XRANGE`` in chunks) into a local
+replica, a memory log with the owner's bounds; later subscriptions to that run share it. The
+reader task follows every replica with one ``XREAD BLOCK`` over all of their keys on a dedicated
+connection (scale-out.md 5.2), feeds the replicas, and is woken with ``CLIENT UNBLOCK`` when a
+new replica must join the read. Remote subscribers are memory cursors on a replica (memory.py's
+``_read``), so they get memory's cursor table, gaps and fan-out unchanged; a paused one never
+holds anything in Redis. A replica is dropped when its last subscriber leaves or its stream
+ends (a later join loads it again).
 
 Invariants (in addition to runtime/bridge/memory.py's, which local subscribers get unchanged):
 1. The stored log is the latest attempt's: ``open`` of a run this process does not hold deletes
@@ -41,27 +46,33 @@ Invariants (in addition to runtime/bridge/memory.py's, which local subscribers g
    warning): a remote reader then sees a gap.
 5. A remote reader never hangs: it ends at the end marker (``StreamAborted`` on ``aborted``);
    an unknown or expired stream yields nothing at once; a stream that disappears under a live
-   reader (Redis flushed or restarted, TTL expired after the owner died) ends the reader with
-   a ``StreamGap`` (``first_id`` None, ``dropped`` None) once it has been gone for
-   ``gone_grace_s``; a stream that comes back (the owner publishes again after a flush) is
-   followed on, with a ``StreamGap`` for the events lost (``seq`` is the 1-based position, so
-   a jump is an exact count).
-6. Remote readers follow memory.py invariant 5's cursor table, with a gap when the requested
-   id was trimmed (the first retained entry's seq > requested seq + 1) and the ``REPLAY`` rule:
-   an ``error`` entry already in the stream when the subscription starts is withheld.
+   reader (Redis flushed or restarted, TTL expired after the owner died), or Redis unreachable,
+   ends the reader with a ``StreamGap`` (``first_id`` None, ``dropped`` None) once that has
+   lasted ``gone_grace_s`` (checked every ``block_ms``); a stream that comes back (the owner
+   publishes again after a flush) is followed on, with an exact ``StreamGap`` for the events
+   the reader never saw (``seq`` is the 1-based position).
+6. Remote readers follow memory.py invariant 5's cursor table: a gap when the requested id was
+   trimmed (the first retained entry's seq > requested seq + 1), and the ``REPLAY`` rule (an
+   ``error`` entry already in the replica when the subscription starts is withheld).
 
 Limits:
 1. ``subscribe_thread`` / ``publish_thread`` (``GET /threads/{id}/stream``) stay process-local
    (inherited from memory): a thread stream sees only the runs executed by its own process.
-2. A remote subscription's start position is fixed when it starts iterating (its first Redis
-   read), not when ``subscribe`` is called (memory fixes it at the call): for ``LIVE`` and for
-   what ``REPLAY`` counts as "already logged".
-3. An id above the newest entry resumes from the newest entry (as memory's ``min(seq, end)``);
-   an id from an earlier attempt (lower than every entry) replays the whole stream.
-4. A remote join of an aborted run (before it is re-opened elsewhere) replays it and raises
+2. A remote subscription's start position is fixed when it starts iterating (after the replica
+   is loaded), not when ``subscribe`` is called (memory fixes it at the call): for ``LIVE`` and
+   for what ``REPLAY`` counts as "already logged".
+3. A replica knows when its attempt started only from the start marker; once that is trimmed,
+   an id from an earlier attempt is placed by its seq (a gap, never a silent skip, in
+   practice), where memory replays the whole log.
+4. A run re-executed elsewhere (a new start marker, or a seq going back) cuts the readers of
+   the old attempt with ``StreamAborted``, as a restart does; their reconnect replays the new
+   attempt, whose ids are higher because its ``ms`` is later (a takeover comes a lease later).
+5. A remote join of an aborted run (before it is re-opened elsewhere) replays it and raises
    ``StreamAborted`` (memory forgets an aborted log at once: a local join yields nothing); the
    client reconnects, which is what an abort asks of it.
-5. Nothing fences a stale owner's writes yet (scale-out.md (b) step 6): a zombie's ``XADD`` of
+6. ``open`` is the StreamBridge method on an instance and ``connect`` on the class (the
+   runtime's ``RedisStreamBridge.open(url, limits, key_prefix=...)``), through a descriptor.
+7. Nothing fences a stale owner's writes yet (scale-out.md (b) step 6): a zombie's ``XADD`` of
    an id at or below the stream's top is refused by Redis and logged at debug level.
 
 Deliberate differences from the reference:
@@ -84,8 +95,8 @@ import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from runtime.bridge.memory import MemoryStreamBridge
-from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits, Cursor, StreamAborted
+from runtime.bridge.memory import MemoryStreamBridge, _read, _RunLog
+from runtime.bridge.protocol import FROM_START, REPLAY, BridgeLimits, Cursor
 from runtime.types import StreamEvent, StreamGap
 
 logger = logging.getLogger(__name__)
@@ -171,21 +182,28 @@ class RedisStreamBridge(MemoryStreamBridge):
         self._wake = anyio.Event()
         self._lock = anyio.Lock()
         self._retry_s = 0.0
+        self._replicas: dict[str, _Replica] = {}  # run_id -> replica of a remote run
+        self._watch_changed = anyio.Event()
+        self._reader_id: int | None = None  # CLIENT ID of the reader's connection
+        self._reading: set[str] = set()  # keys of the XREAD in flight
+        self._round = 0
 
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, url: str, limits: BridgeLimits, *, key_prefix: str = "gw:", **options: Any
+        cls, url: str, limits: BridgeLimits, *, key_prefix: str = "gw:",
+        client_name: str | None = None, **options: Any,
     ) -> AsyncIterator[RedisStreamBridge]:
         """The bridge on a connection pool to ``url`` (``redis://host:port/db``).
 
-        On exit, what is queued is flushed (for at most 5 s) and the pool is closed. Also
-        reachable as ``RedisStreamBridge.open(url, limits, key_prefix=...)``.
+        ``client_name`` names its connections (``CLIENT LIST``); ``options`` are the
+        constructor's. On exit, what is queued is flushed (for at most 5 s) and the pool is
+        closed. Also reachable as ``RedisStreamBridge.open(url, limits, key_prefix=...)``.
 
         Raises:
             redis.exceptions.ConnectionError: Redis is not reachable at start-up.
         """
-        client = aioredis.from_url(url, decode_responses=False)
+        client = aioredis.from_url(url, decode_responses=False, client_name=client_name)
         try:
             await client.ping()
             bridge = cls(client, limits, key_prefix=key_prefix, **options)
@@ -254,9 +272,15 @@ class RedisStreamBridge(MemoryStreamBridge):
         self._wake.set()
 
     async def run(self) -> None:
-        """The flusher: send what is queued as soon as it is queued (one pipeline per batch:
-        what accumulates while a batch is in flight makes the next one), and refresh the TTL of
-        every open run's stream every ``live_ttl_s / 4``. Never returns; cancel it to stop."""
+        """The bridge's two tasks: the reader (``_read_loop``) and the flusher, which sends
+        what is queued as soon as it is queued (one pipeline per batch: what accumulates while
+        a batch is in flight makes the next one) and refreshes the TTL of every open run's
+        stream every ``live_ttl_s / 4``. Never returns; cancel it to stop."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read_loop, name="redis stream reader")
+            await self._flush_loop()
+
+    async def _flush_loop(self) -> None:
         refresh_every = self.live_ttl_s / 4
         next_refresh = time.monotonic() + refresh_every
         while True:
@@ -311,7 +335,7 @@ class RedisStreamBridge(MemoryStreamBridge):
                     self._trimmed[run_id] = base
             for label, result in zip(labels, results, strict=True):
                 if isinstance(result, ResponseError):
-                    # an id at or below the top: a retried batch or a stale owner (limit 5)
+                    # an id at or below the top: a retried batch or a stale owner (limit 7)
                     logger.debug("Redis refused %s for run_id %s: %s", label[0], label[1],
                                  result)
                 elif isinstance(result, Exception):
@@ -382,13 +406,15 @@ class RedisStreamBridge(MemoryStreamBridge):
         self, run_id: str, cursor: Cursor = FROM_START
     ) -> AsyncIterator[StreamEvent | StreamGap]:
         """As ``MemoryStreamBridge.subscribe`` for a run this process holds; any other run is
-        read from its Redis stream (invariants 5 and 6, limits 2 to 4).
+        read from its Redis stream through this process's replica of it (reader design in
+        the module docstring; invariants 5 and 6, limits 2 to 5).
 
         Raises (while iterating):
-            StreamAborted: the run's stream ends with an abort marker.
-            redis.exceptions.RedisError: Redis failed while reading.
+            StreamAborted: the run's stream ends with an abort marker, or the run is
+                re-executed elsewhere while this subscription follows the old attempt.
+            redis.exceptions.RedisError: Redis failed while the replica was first loaded.
 
-        Cancellation: safe at any await (a blocked ``XREAD`` drops its connection).
+        Cancellation: safe at any await.
         """
         if self.has(run_id):
             return super().subscribe(run_id, cursor)
@@ -397,69 +423,231 @@ class RedisStreamBridge(MemoryStreamBridge):
     async def _remote(
         self, run_id: str, cursor: Cursor
     ) -> AsyncIterator[StreamEvent | StreamGap]:
-        key = self.key(run_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xrange(key, "-", "+", count=1)
-            pipe.xrevrange(key, "+", "-", count=1)
-            replies: Any = await pipe.execute()
-        first_entries, top_entries = replies
-        if not top_entries:
+        replica = await self._attach(run_id)
+        if replica is None:
             return  # unknown or expired
-        first, top = _parse_id(first_entries[0][0]), _parse_id(top_entries[0][0])
-        last_id = "-1" if isinstance(cursor, str) else f"{cursor[0]}-{cursor[1]}"
-        expected: int | None  # seq of the next event, when it is known (gap check)
-        if cursor == LIVE:
-            pos, expected = top, top[1] + 1
-        elif cursor == FROM_START or cursor == REPLAY:
-            pos, expected = (0, 0), 1
-        else:
-            ms, seq = cursor
-            if seq < 0:  # "<ms>": every event of that ms
-                pos = (ms, 0)
-                expected = 1 if first >= pos else None
-            elif (ms, seq) > top:  # above the newest entry: from the newest (limit 3)
-                pos, expected = top, top[1] + 1
-            else:
-                pos, expected = (ms, seq), seq + 1
-        withhold = top if cursor == REPLAY else None
-        gone_since: float | None = None
+        try:
+            log = replica.log
+            last_id = "-1" if isinstance(cursor, str) else f"{cursor[0]}-{cursor[1]}"
+            withhold = log.end if cursor == REPLAY else 0
+            async for item in _read(log, log.position_after(cursor), last_id, withhold):
+                if isinstance(item, StreamEvent):
+                    last_id = item.id
+                yield item
+            if replica.vanished and log is replica.log:
+                yield StreamGap(last_id, None, None)
+        finally:
+            replica.users -= 1
+            if replica.users == 0 and self._replicas.get(run_id) is replica:
+                del self._replicas[run_id]
+
+    async def _attach(self, run_id: str) -> _Replica | None:
+        """This process's replica of the run's stream, loaded up to the stream's top (the
+        first subscriber loads it; later ones share it); None if the stream does not exist."""
         while True:
-            reply: Any = await self._redis.xread({key: f"{pos[0]}-{pos[1]}"}, count=_READ_COUNT,
-                                            block=self.block_ms)
-            if not reply:
-                if await self._redis.exists(key):
-                    gone_since = None
+            replica = self._replicas.get(run_id)
+            if replica is not None:
+                await replica.loaded.wait()
+                if replica.failed:
                     continue
-                now = time.monotonic()
-                if gone_since is None:
-                    gone_since = now
-                elif now - gone_since >= self.gone_grace_s:
-                    logger.warning("stream of run_id %s vanished from Redis; ending a reader",
-                                   run_id)
-                    yield StreamGap(last_id, None, None)
-                    return
+                if replica.missing:
+                    return None
+                replica.users += 1
+                return replica
+            replica = self._replicas[run_id] = _Replica(self.key(run_id), self.limits)
+            try:
+                await self._load(replica)
+            except BaseException:
+                replica.failed = True
+                raise
+            finally:
+                if (replica.failed or replica.missing or replica.ended) and \
+                        self._replicas.get(run_id) is replica:
+                    del self._replicas[run_id]
+                replica.loaded.set()
+            if replica.missing:
+                return None
+            replica.users += 1
+            if not replica.ended:
+                await self._watch(replica)
+            return replica
+
+    async def _load(self, replica: _Replica) -> None:
+        start = "-"
+        while True:
+            entries: Any = await self._redis.xrange(replica.key, start, "+", count=_READ_COUNT)
+            if not entries:
+                if start == "-":
+                    replica.missing = True
+                return
+            self._feed(replica, entries)
+            if replica.ended or len(entries) < _READ_COUNT:
+                return
+            start = "(" + replica.pos
+
+    def _feed(self, replica: _Replica, entries: list[Any]) -> None:
+        """Append Redis entries ``[(id, {field: value})]`` to the replica's log."""
+        replica.last_ok = time.monotonic()
+        replica.gone_since = None
+        for raw_id, fields in entries:
+            ms, seq = _parse_id(raw_id)
+            replica.pos = f"{ms}-{seq}"
+            log = replica.log
+            if _FIELD_END in fields:
+                log.closed = True
+                log.aborted = fields[_FIELD_END] == _ABORTED
+                log.notify()
+                replica.ended = True
+                return
+            if _FIELD_START in fields:
+                if log.end:
+                    replica.new_attempt()
+                replica.log.created_ms = ms
                 continue
-            gone_since = None
-            for raw_id, fields in reply[0][1]:
-                entry = _parse_id(raw_id)
-                pos = entry
-                if _FIELD_END in fields:
-                    if fields[_FIELD_END] == _ABORTED:
-                        raise StreamAborted("the run's stream was cut by a shutdown")
+            if seq <= log.end:  # a newer attempt whose start marker we did not see
+                log = replica.new_attempt()
+            if seq > log.end + 1:  # entries we never saw (trimmed or lost): readers get a gap
+                log.events.clear()
+                log.nbytes = 0
+                log.base = seq - 1
+            log.append(StreamEvent(ms, seq, fields[_FIELD_EVENT].decode(), fields[_FIELD_DATA]))
+
+    def _vanish(self, replica: _Replica) -> None:
+        logger.warning("stream %s vanished from Redis; ending its %d reader(s)",
+                       replica.key, replica.users)
+        replica.vanished = replica.ended = True
+        replica.log.closed = True
+        replica.log.notify()
+        for run_id, other in list(self._replicas.items()):
+            if other is replica:
+                del self._replicas[run_id]
+
+    async def _watch(self, replica: _Replica) -> None:
+        """Have the reader task follow ``replica`` from ``replica.pos``: wake it when idle,
+        unblock its ``XREAD`` when it blocks on a set of keys without this one."""
+        self._watch_changed.set()
+        round_ = self._round
+        for _ in range(50):
+            if self._round != round_ or self._reader_id is None or \
+                    replica.key in self._reading:
+                return
+            try:
+                if await self._redis.client_unblock(self._reader_id):
                     return
-                if _FIELD_START in fields:
-                    expected = 1  # a (new) attempt starts
+            except RedisError:
+                return  # the reader's next round picks the replica up (<= block_ms)
+            await anyio.sleep(0.002)  # the XREAD is on its way to Redis: unblock it once there
+
+    async def _read_loop(self) -> None:
+        """The reader task: one ``XREAD BLOCK`` on a dedicated connection over every watched
+        stream; entries go into the replicas (whose readers are memory cursors), end markers
+        end them, a stream gone for ``gone_grace_s`` (or Redis unreachable that long) ends
+        them with a gap."""
+        pool: Any = self._redis.connection_pool
+        conn: Any = None
+        retry_s = 0.0
+        try:
+            while True:
+                watched = {r.key: r for r in self._replicas.values()
+                           if r.loaded.is_set() and not r.ended}
+                if not watched:
+                    self._watch_changed = anyio.Event()
+                    await self._watch_changed.wait()
                     continue
-                event = StreamEvent(entry[0], entry[1], fields[_FIELD_EVENT].decode(),
-                                    fields[_FIELD_DATA])
-                if expected is not None and event.seq != expected:
-                    # a jump: trimmed; lower: a newer attempt whose start we did not see
-                    dropped = (event.seq - expected if event.seq > expected
-                               else event.seq - 1)
-                    if dropped:
-                        yield StreamGap(last_id, event.id, dropped)
-                expected = event.seq + 1
-                last_id = event.id
-                if withhold is not None and event.event == "error" and entry <= withhold:
-                    continue
-                yield event
+                try:
+                    if conn is None:
+                        conn = await pool.get_connection()
+                    if not conn.is_connected or self._reader_id is None:
+                        await conn.connect()
+                        await conn.send_command("CLIENT", "ID")
+                        self._reader_id = int(await conn.read_response())
+                    keys = list(watched)
+                    self._round += 1
+                    self._reading = set(keys)
+                    await conn.send_command(
+                        "XREAD", "COUNT", _READ_COUNT, "BLOCK", self.block_ms, "STREAMS",
+                        *keys, *(watched[k].pos for k in keys))
+                    reply = await conn.read_response(timeout=self.block_ms / 1000 + 10)
+                    self._reading = set()
+                    # RESP3 (redis-py's default) answers a map, RESP2 a list of pairs
+                    streams = reply.items() if isinstance(reply, dict) else reply or []
+                    for raw_key, entries in streams:
+                        replica = watched.get(raw_key.decode())
+                        if replica is not None:
+                            self._feed(replica, [(i, _fields(f)) for i, f in entries])
+                    await self._check_gone(watched)
+                    retry_s = 0.0
+                except Exception as exc:  # never stop the bridge: Redis is a cache
+                    self._reading, self._reader_id = set(), None
+                    retry_s = min(max(0.05, retry_s * 2), 1.0)
+                    logger.warning("reading streams from Redis failed (%s); retrying in %.2f s",
+                                   exc, retry_s)
+                    now = time.monotonic()
+                    for replica in watched.values():  # unreachable counts as gone
+                        if now - replica.last_ok >= self.gone_grace_s:
+                            self._vanish(replica)
+                    await anyio.sleep(retry_s)
+        finally:
+            self._reading, self._reader_id = set(), None
+            if conn is not None:
+                with anyio.CancelScope(shield=True):
+                    await conn.disconnect()
+                    await pool.release(conn)
+
+    async def _check_gone(self, watched: dict[str, _Replica]) -> None:
+        now = time.monotonic()
+        idle = [r for r in watched.values()
+                if not r.ended and now - r.last_ok >= self.block_ms / 1000]
+        if not idle:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for replica in idle:
+                pipe.exists(replica.key)
+            found = await pipe.execute()
+        for replica, exists in zip(idle, found, strict=True):
+            if exists:
+                replica.last_ok, replica.gone_since = now, None
+            elif replica.gone_since is None:
+                replica.gone_since = now
+            elif now - replica.gone_since >= self.gone_grace_s:
+                self._vanish(replica)
+
+
+def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class _Replica:
+    """This process's copy of another process's run stream, fed by the reader task.
+
+    ``log`` is a memory log (same bounds as the owner's), so remote subscribers are memory
+    cursors with memory's rules (invariant 6); ``pos`` is the last Redis id read.
+    """
+
+    __slots__ = ("key", "limits", "log", "pos", "users", "loaded", "missing", "failed",
+                 "ended", "vanished", "last_ok", "gone_since")
+
+    def __init__(self, key: str, limits: BridgeLimits) -> None:
+        self.key = key
+        self.limits = limits
+        self.log = self._new_log()
+        self.pos = "0-0"
+        self.users = 0
+        self.loaded = anyio.Event()
+        self.missing = self.failed = self.ended = self.vanished = False
+        self.last_ok = time.monotonic()
+        self.gone_since: float | None = None
+
+    def _new_log(self) -> _RunLog:
+        log = _RunLog(self.limits.max_events_per_run, self.limits.max_bytes_per_run)
+        log.created_ms = 0  # unknown until a start marker is read: trust the seq of an id
+        return log
+
+    def new_attempt(self) -> _RunLog:
+        """The run was re-executed elsewhere: readers of the old attempt raise
+        StreamAborted (their clients reconnect and replay the new attempt)."""
+        old = self.log
+        old.closed = old.aborted = True
+        old.notify()
+        self.log = self._new_log()
+        return self.log

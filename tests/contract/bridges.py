@@ -135,6 +135,33 @@ class Consumer:
                 await self._arrived.wait()
 
 
+def assert_gaps_then_tail(items: list[Item], published: list[StreamEvent]) -> list[StreamEvent]:
+    """``items`` (what a reader got after event 0 of ``published``, or from the start) are
+    gaps and events of ``published`` in order, with every skipped event counted by the gap
+    just before the jump, ending with the newest event; the events delivered."""
+    assert items and isinstance(items[0], StreamGap), items[:2]
+    seqs = {e.seq: i for i, e in enumerate(published)}
+    events: list[StreamEvent] = []
+    pending: StreamGap | None = None
+    for item in items:
+        if isinstance(item, StreamGap):
+            assert pending is None, "two gaps in a row"
+            pending = item
+            continue
+        assert item.seq in seqs and published[seqs[item.seq]] == item
+        expected = events[-1].seq + 1 if events else None
+        if pending is not None:
+            assert pending.first_id == item.id
+            if expected is not None:
+                assert pending.dropped == item.seq - expected
+            pending = None
+        else:
+            assert expected is None or item.seq == expected, (expected, item)
+        events.append(item)
+    assert pending is None and events and events[-1] == published[-1]
+    return events
+
+
 async def within(seconds: float, done: anyio.Event) -> float:
     """Wait for ``done`` at most ``seconds``; the time it took."""
     started = time.monotonic()

@@ -125,8 +125,9 @@ async def test_live_join_on_b_gets_only_later_events(redis_prefix: tuple[str, st
 
 async def test_reopened_run_replaces_its_old_stream(redis_prefix: tuple[str, str]) -> None:
     """A run re-executed after its owner died: the new owner's ``open`` deletes the old
-    attempt's stream; a join follows the new attempt, and a reader that was following the
-    old attempt goes on into the new one without a gap."""
+    attempt's stream. A reader that was following the old attempt is cut (StreamAborted, as
+    by a restart); its reconnect with its Last-Event-ID replays the new attempt, as does a
+    fresh join."""
     async with processes(redis_prefix, 3) as [a, b, c]:
         a.open("r")
         old = publish_n(a, "r", 5, "attempt1")
@@ -145,8 +146,10 @@ async def test_reopened_run_replaces_its_old_stream(redis_prefix: tuple[str, str
                 new = publish_n(c, "r", 3, "attempt2")
                 c.close("r")
                 await within(5, follower.done)
-        assert follower.items == old + new
+        assert follower.items == old
+        assert follower.aborted
         await c.flush()
+        assert await collect(b, "r", cursor_of(old[-1])) == new
         assert await collect(b, "r", FROM_START) == new
 
 
@@ -247,15 +250,23 @@ async def test_stream_deleted_mid_run_ends_b_and_never_breaks_a(
         assert await collect(a, "r", FROM_START) == published + more
 
 
-async def test_stream_deleted_under_a_paused_reader_then_recreated_gives_a_gap(
+async def test_entries_lost_before_b_read_them_give_a_gap(
     redis_prefix: tuple[str, str],
 ) -> None:
-    async with processes(redis_prefix) as [a, b], raw(redis_prefix) as r:
+    """Events that vanished from Redis before B's reader saw them (the keys deleted, then
+    the owner went on): B's subscribers get an exact gap, then the rest."""
+    url, prefix = redis_prefix
+    async with (
+        processes(redis_prefix, 1) as [a],
+        RedisStreamBridge.open(url, BridgeLimits(), key_prefix=prefix, **FAST) as b,
+        raw(redis_prefix) as r,
+    ):
         a.open("r")
         published = publish_n(a, "r", 3)
         await a.flush()
         stream = b.subscribe("r", FROM_START)
         with anyio.fail_after(10):
+            # B's reader task is not running yet: the subscription loads what is there
             assert [await stream.__anext__() for _ in range(3)] == published
             lost = publish_n(a, "r", 2, "lost")
             await a.flush()
@@ -263,7 +274,10 @@ async def test_stream_deleted_under_a_paused_reader_then_recreated_gives_a_gap(
             after = publish_n(a, "r", 2, "after")  # recreates the stream
             a.close("r")
             await a.flush()
-            rest = [item async for item in stream]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(b.run)
+                rest = [item async for item in stream]
+                tg.cancel_scope.cancel()
         assert rest == [StreamGap(published[-1].id, after[0].id, len(lost)), *after]
 
 
@@ -290,3 +304,73 @@ async def test_redis_unreachable_publish_and_local_readers_unaffected(
                 tg.cancel_scope.cancel()
     finally:
         await client.aclose()
+
+
+async def test_one_reader_connection_serves_every_remote_subscriber(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """B's subscribers to 5 runs x 4 share B's one blocking XREAD: no connection is held per
+    subscriber."""
+    url, prefix = redis_prefix
+    name = "gwtest-" + prefix.split(":")[1]
+    async with (
+        processes(redis_prefix, 1) as [a],
+        RedisStreamBridge.open(url, BridgeLimits(), key_prefix=prefix, client_name=name,
+                               **FAST) as b,
+        raw(redis_prefix) as r,
+    ):
+        runs = [f"r{i}" for i in range(5)]
+        for run in runs:
+            a.open(run)
+            publish_n(a, run, 1)
+        await a.flush()
+        consumers = [Consumer(b.subscribe(run, FROM_START)) for run in runs for _ in range(4)]
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(b.run)
+                for c in consumers:
+                    tg.start_soon(c.run)
+                for c in consumers:
+                    await c.wait_for(1)
+                clients: Any = await r.client_list()
+                mine = [c for c in clients if c.get("name") == name]
+                # one blocked XREAD; the others are the pool's, for the loads and pipelines
+                assert sum(c["cmd"] == "xread" for c in mine) == 1, mine
+                assert len(mine) <= len(runs) + 1 < len(consumers)
+                published = {run: publish_n(a, run, 3, "live") for run in runs}
+                for run in runs:
+                    a.close(run)
+                for c in consumers:
+                    await within(5, c.done)
+                tg.cancel_scope.cancel()
+        for i, c in enumerate(consumers):
+            assert c.items[1:] == published[runs[i // 4]]
+
+
+async def test_a_new_subscription_is_served_at_once_while_the_reader_blocks(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """The reader blocks on the streams it watches; a subscription to another run unblocks it
+    (CLIENT UNBLOCK) instead of waiting for the block to time out."""
+    async with processes(redis_prefix, 2, block_ms=20_000) as [a, b]:
+        for run in ("x", "y"):
+            a.open(run)
+            publish_n(a, run, 1)
+        await a.flush()
+        first = Consumer(b.subscribe("x", FROM_START))
+        second = Consumer(b.subscribe("y", FROM_START))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(first.run)
+                await first.wait_for(1)
+                tg.start_soon(second.run)
+                await second.wait_for(1)
+                for _ in range(3):  # the reader blocks on x, then on x and y
+                    started = time.monotonic()
+                    publish_n(a, "y", 1)
+                    await second.wait_for(len(second.items) + 1, timeout_s=5)
+                    assert time.monotonic() - started < 2
+                for run in ("x", "y"):
+                    a.close(run)
+                await within(5, first.done)
+                await within(5, second.done)
