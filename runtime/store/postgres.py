@@ -35,7 +35,7 @@ Deliberate differences from the SQLite store:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -66,7 +66,6 @@ from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, Threa
 from runtime.types import ThreadStatus as TS
 
 Conn = AsyncConnection[tuple[Any, ...]]
-ThreadWrite = Callable[[Conn], Awaitable[None]]
 
 
 class PostgresStore:
@@ -262,40 +261,37 @@ class PostgresStore:
         meta, kwargs = to_jsonb(run.metadata, "metadata"), to_jsonb(run.kwargs, "kwargs")
         thread_meta = to_jsonb(thread_metadata or {}, "metadata")
         async with self._tx() as conn:
-            rest = await _lock_thread(conn, run.thread_id)
-            if rest is None:
-                if not create_thread:
-                    raise ThreadNotFound(run.thread_id, "Thread or assistant not found.")
-                await conn.execute(  # a concurrent admission may create it first
+            if create_thread:  # a no-op on an existing thread (or one created concurrently)
+                await conn.execute(
                     "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, "
                     "metadata) VALUES (%s, %s, %s, %s, %s::jsonb) "
                     "ON CONFLICT (thread_id) DO NOTHING",
                     (run.thread_id, now, now, now, thread_meta),
                 )
-                rest = await _lock_thread(conn, run.thread_id)
+            rest = await _lock_thread(conn, run.thread_id)
+            if rest is None:
+                raise ThreadNotFound(run.thread_id, "Thread or assistant not found.")
             active = await _active_runs(conn, run.thread_id)
             if active and run.multitask_strategy == MultitaskStrategy.REJECT:
                 raise ThreadBusy(run.thread_id)
             if require_interrupted and not active and rest != TS.INTERRUPTED:
                 raise BadRequest(
                     f"Cannot resume thread {run.thread_id}: it is not interrupted "
-                    f"(status {rest or 'idle'}); there is nothing to resume."
+                    f"(status {rest}); there is nothing to resume."
                 )
             status = RunStatus.RUNNING if start_if_idle and not active else run.status
-            await conn.execute(
-                f"INSERT INTO runs ({RUN_COLS}) VALUES (%s, %s, %s, %s, %s, %s::jsonb, "
-                "%s::jsonb, %s, %s, %s, %s, %s, %s, %s)",
+            await conn.execute(  # the thread belongs to the run's graph from now on
+                f"WITH run AS (INSERT INTO runs ({RUN_COLS}) VALUES (%s, %s, %s, %s, %s, "
+                "%s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)) "
+                "UPDATE threads SET status = 'busy', updated_at = %s, metadata = metadata || "
+                "jsonb_build_object('graph_id', %s::text, 'assistant_id', %s::text) "
+                "WHERE thread_id = %s",
                 (
                     run.run_id, run.thread_id, run.assistant_id, run.graph_id, status, meta,
                     kwargs, run.multitask_strategy, run.created_at, run.updated_at,
                     run.attempt, run.cancel_action, run.on_completion, run.not_before,
+                    now, run.graph_id, run.assistant_id, run.thread_id,
                 ),
-            )
-            await conn.execute(  # the thread belongs to the run's graph from now on
-                "UPDATE threads SET status = 'busy', updated_at = %s, metadata = metadata || "
-                "jsonb_build_object('graph_id', %s::text, 'assistant_id', %s::text) "
-                "WHERE thread_id = %s",
-                (now, run.graph_id, run.assistant_id, run.thread_id),
             )
         return active
 
@@ -329,16 +325,14 @@ class PostgresStore:
             InvalidRequest: the outcome holds U+0000 (nothing written).
         """
         now = now_iso()
-        thread_update = _thread_update(thread_id, outcome, now)
-        async with self._tx() as conn:
+        cas = (f"UPDATE runs SET status = %(status)s, updated_at = %(now)s "
+               f"WHERE run_id = %(run_id)s AND status IN {ACTIVE} RETURNING run_id")
+        sql, args = _thread_after_run(cas, thread_id, outcome, now)
+        async with self._tx() as conn:  # lock, then CAS + thread
             await _lock_thread(conn, thread_id)
-            cur = await conn.execute(
-                f"UPDATE runs SET status = %s, updated_at = %s WHERE run_id = %s "
-                f"AND status IN {ACTIVE}", (status, now, run_id))
-            if cur.rowcount == 0:  # a late finisher never touches the thread either
-                return False
-            await thread_update(conn)
-            return True
+            cur = await conn.execute(sql, {**args, "status": status, "run_id": run_id})
+            row = await cur.fetchone()
+        return bool(row and row[0])  # a late finisher (0) never touches the thread either
 
     async def set_cancel_action(self, run_id: str, action: CancelAction) -> bool:
         """Record the durable cancel intent of an active run; False if it is not active."""
@@ -397,15 +391,14 @@ class PostgresStore:
     ) -> bool:
         """Delete a run record and recompute its thread (with ``outcome``: the state a
         rollback left), in one transaction; False if absent."""
-        thread_update = _thread_update(thread_id, outcome, now_iso())
+        sql, args = _thread_after_run(
+            "DELETE FROM runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s "
+            "RETURNING run_id", thread_id, outcome, now_iso())
         async with self._tx() as conn:
             await _lock_thread(conn, thread_id)
-            cur = await conn.execute("DELETE FROM runs WHERE run_id = %s AND thread_id = %s",
-                                     (run_id, thread_id))
-            if cur.rowcount == 0:
-                return False
-            await thread_update(conn)
-            return True
+            cur = await conn.execute(sql, {**args, "run_id": run_id})
+            row = await cur.fetchone()
+        return bool(row and row[0])
 
 
 # ---- schema and statements shared by several operations --------------------------------------
@@ -467,30 +460,36 @@ async def _has_active(conn: Conn, thread_id: str) -> bool:
     return await cur.fetchone() is not None
 
 
-def _thread_update(thread_id: str, outcome: ThreadOutcome | None, now: str) -> ThreadWrite:
-    """The write that leaves the thread as a finished (or deleted) run does, as a coroutine
-    function of the connection; the outcome is encoded here, before any transaction starts,
-    so a value jsonb refuses raises before anything is written."""
-    if outcome is None:
-        async def recompute(conn: Conn) -> None:
-            busy = await _has_active(conn, thread_id)
-            await conn.execute(
-                "UPDATE threads SET status = CASE WHEN %s THEN 'busy' ELSE rest_status END, "
-                "updated_at = %s WHERE thread_id = %s", (busy, now, thread_id))
-        return recompute
-    patch = {k: v for k, v in (("graph_id", outcome.graph_id),
-                               ("assistant_id", outcome.assistant_id)) if v}
-    args = (to_jsonb(outcome.values, "values"), to_jsonb(outcome.interrupts, "interrupts"),
-            to_jsonb(outcome.error, "error"), outcome.status, to_jsonb(patch, "metadata"))
+def _thread_after_run(
+    change: str, thread_id: str, outcome: ThreadOutcome | None, now: str
+) -> tuple[str, dict[str, Any]]:
+    """One statement: ``change`` (an UPDATE/DELETE of one run ``RETURNING run_id``), then, if
+    it touched a row, the thread as the run leaves it; it returns how many runs it changed.
 
-    async def write(conn: Conn) -> None:
-        busy = await _has_active(conn, thread_id)
-        values, interrupts, error, rest, meta = args
-        await conn.execute(
-            'UPDATE threads SET "values" = %s::jsonb, interrupts = %s::jsonb, '
-            "error = %s::jsonb, rest_status = %s, status = %s, metadata = metadata || "
-            "%s::jsonb, updated_at = %s, state_updated_at = %s WHERE thread_id = %s",
-            (values, interrupts, error, rest, TS.BUSY if busy else rest, meta, now, now,
-             thread_id),
-        )
-    return write
+    Its snapshot is taken after the thread lock (an earlier statement), so the thread's other
+    active runs are all seen; the changed run is excluded by id, since the statement does not
+    see its own change. The outcome is encoded here, before any transaction starts, so a value
+    jsonb refuses raises before anything is written.
+    """
+    busy = (f"EXISTS (SELECT 1 FROM runs WHERE thread_id = %(thread_id)s AND status IN {ACTIVE}"
+            " AND run_id <> %(run_id)s)")
+    args: dict[str, Any] = {"thread_id": thread_id, "now": now}
+    if outcome is None:
+        thread = (f"status = CASE WHEN {busy} THEN 'busy' ELSE rest_status END, "
+                  "updated_at = %(now)s")
+    else:
+        patch = {k: v for k, v in (("graph_id", outcome.graph_id),
+                                   ("assistant_id", outcome.assistant_id)) if v}
+        args.update(values=to_jsonb(outcome.values, "values"),
+                    interrupts=to_jsonb(outcome.interrupts, "interrupts"),
+                    error=to_jsonb(outcome.error, "error"), rest=outcome.status,
+                    meta=to_jsonb(patch, "metadata"))
+        thread = ('"values" = %(values)s::jsonb, interrupts = %(interrupts)s::jsonb, '
+                  "error = %(error)s::jsonb, rest_status = %(rest)s, "
+                  f"status = CASE WHEN {busy} THEN 'busy' ELSE %(rest)s END, "
+                  "metadata = metadata || %(meta)s::jsonb, updated_at = %(now)s, "
+                  "state_updated_at = %(now)s")
+    sql = (f"WITH changed AS ({change}), thread AS (UPDATE threads SET {thread} "
+           "WHERE thread_id = %(thread_id)s AND EXISTS (SELECT 1 FROM changed)) "
+           "SELECT count(*) FROM changed")
+    return sql, args
