@@ -14,7 +14,8 @@ Key layout (``key_prefix`` defaults to ``gw:``):
     ``<ms>-<seq>`` of the event (so a ``Last-Event-ID`` is a Redis id) and the fields
     ``event`` (the SSE event name) and ``data`` (the payload bytes). Besides events:
     a start marker ``<ms>-0 {start: 1}`` written by ``open`` (below every event id of that
-    attempt: a join between ``open`` and the first event waits instead of ending), and one end
+    attempt: a join between ``open`` and the first event waits instead of ending; ``announce``
+    writes one at admission for a run another process may execute), and one end
     marker ``<ms>-<last seq + 1> {end: closed|aborted}`` written by ``close`` / ``abort`` /
     ``discard``. While the run is live the key has a rolling TTL of ``live_ttl_s`` (refreshed
     with every batch and every ``live_ttl_s / 4`` for every open run, so a crashed owner's
@@ -74,6 +75,8 @@ Limits:
    runtime's ``RedisStreamBridge.open(url, limits, key_prefix=...)``), through a descriptor.
 7. Nothing fences a stale owner's writes yet (scale-out.md (b) step 6): a zombie's ``XADD`` of
    an id at or below the stream's top is refused by Redis and logged at debug level.
+8. A run only ``announce``d (admitted, not yet executed) has a stream that nobody refreshes:
+   joins of a run pending longer than ``live_ttl_s`` end with a gap.
 
 Deliberate differences from the reference:
 1. Ids are today's ``<ms>-<seq>`` given explicitly to ``XADD`` (the reference's v2 streams use
@@ -86,6 +89,7 @@ Deliberate differences from the reference:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -110,7 +114,8 @@ _Reset = tuple[Literal["reset"], str, str]  # DEL + start marker id
 _Add = tuple[Literal["add"], str, StreamEvent]
 _End = tuple[Literal["end"], str, str, bytes]  # marker id, closed/aborted
 _Discard = tuple[Literal["discard"], str, str]  # DEL + end marker id
-_Op = _Reset | _Add | _End | _Discard
+_Announce = tuple[Literal["announce"], str, str]  # start marker id, if the stream is missing
+_Op = _Reset | _Add | _End | _Discard | _Announce
 
 
 def _parse_id(raw: bytes | str) -> tuple[int, int]:
@@ -185,7 +190,7 @@ class RedisStreamBridge(MemoryStreamBridge):
         self._replicas: dict[str, _Replica] = {}  # run_id -> replica of a remote run
         self._watch_changed = anyio.Event()
         self._reader_id: int | None = None  # CLIENT ID of the reader's connection
-        self._reading: set[str] = set()  # keys of the XREAD in flight
+        self._reading: dict[str, _Replica] = {}  # what the XREAD in flight follows
         self._round = 0
 
     @classmethod
@@ -203,7 +208,8 @@ class RedisStreamBridge(MemoryStreamBridge):
         Raises:
             redis.exceptions.ConnectionError: Redis is not reachable at start-up.
         """
-        client = aioredis.from_url(url, decode_responses=False, client_name=client_name)
+        client = aioredis.from_url(url, decode_responses=False, client_name=client_name,
+                                   socket_connect_timeout=5, socket_timeout=30)
         try:
             await client.ping()
             bridge = cls(client, limits, key_prefix=key_prefix, **options)
@@ -232,6 +238,15 @@ class RedisStreamBridge(MemoryStreamBridge):
             self._queue(("reset", run_id, f"{self._now_ms()}-0"))
             self._trimmed.pop(run_id, None)
         super().open(run_id, thread_id)
+
+    def announce(self, run_id: str) -> None:
+        """Make a NEW run's stream exist before any process executes it (at admission, on a
+        process that will not necessarily run it), so that a join on any process waits for
+        its events instead of ending at once: a start marker, no local log. A stream that
+        exists already is left alone (Redis refuses the lower id); the executing process's
+        ``open`` replaces it. Its TTL is ``live_ttl_s``, refreshed by nobody until a process
+        opens the run: a run pending longer than that ends its joins with a gap (limit 8)."""
+        self._queue(("announce", run_id, f"{self._now_ms()}-0"))
 
     def publish(self, run_id: str, event: str, data: bytes) -> StreamEvent | None:
         """Publish in memory and queue the event for Redis (never waits, never raises)."""
@@ -354,7 +369,11 @@ class RedisStreamBridge(MemoryStreamBridge):
         for op in ops:
             run_id = op[1]
             key = self.key(run_id)
-            if op[0] == "reset":
+            if op[0] == "announce":
+                pipe.xadd(key, {_FIELD_START: b"1"}, id=op[2])
+                pipe.pexpire(key, live_ms)
+                labels += [("XADD start", run_id), ("PEXPIRE", run_id)]
+            elif op[0] == "reset":
                 pipe.delete(key)
                 pipe.xadd(key, {_FIELD_START: b"1"}, id=op[2])
                 pipe.pexpire(key, live_ms)
@@ -448,10 +467,10 @@ class RedisStreamBridge(MemoryStreamBridge):
             replica = self._replicas.get(run_id)
             if replica is not None:
                 await replica.loaded.wait()
-                if replica.failed:
-                    continue
                 if replica.missing:
                     return None
+                if replica.failed or not (replica.ended or self._replicas.get(run_id) is replica):
+                    continue  # failed, or dropped while we waited: nobody feeds it any more
                 replica.users += 1
                 return replica
             replica = self._replicas[run_id] = _Replica(self.key(run_id), self.limits)
@@ -529,7 +548,7 @@ class RedisStreamBridge(MemoryStreamBridge):
         round_ = self._round
         for _ in range(50):
             if self._round != round_ or self._reader_id is None or \
-                    replica.key in self._reading:
+                    self._reading.get(replica.key) is replica:
                 return
             try:
                 if await self._redis.client_unblock(self._reader_id):
@@ -558,17 +577,19 @@ class RedisStreamBridge(MemoryStreamBridge):
                     if conn is None:
                         conn = await pool.get_connection()
                     if not conn.is_connected or self._reader_id is None:
-                        await conn.connect()
+                        if not conn.is_connected:
+                            await conn.connect()
                         await conn.send_command("CLIENT", "ID")
                         self._reader_id = int(await conn.read_response())
                     keys = list(watched)
                     self._round += 1
-                    self._reading = set(keys)
+                    self._reading = watched
                     await conn.send_command(
                         "XREAD", "COUNT", _READ_COUNT, "BLOCK", self.block_ms, "STREAMS",
                         *keys, *(watched[k].pos for k in keys))
-                    reply = await conn.read_response(timeout=self.block_ms / 1000 + 10)
-                    self._reading = set()
+                    with anyio.fail_after(self.block_ms / 1000 + 10):  # a silent Redis
+                        reply = await conn.read_response(timeout=math.inf)
+                    self._reading = {}
                     # RESP3 (redis-py's default) answers a map, RESP2 a list of pairs
                     streams = reply.items() if isinstance(reply, dict) else reply or []
                     for raw_key, entries in streams:
@@ -578,7 +599,9 @@ class RedisStreamBridge(MemoryStreamBridge):
                     await self._check_gone(watched)
                     retry_s = 0.0
                 except Exception as exc:  # never stop the bridge: Redis is a cache
-                    self._reading, self._reader_id = set(), None
+                    self._reading, self._reader_id = {}, None
+                    if conn is not None:  # a reply may be half read: start afresh
+                        await conn.disconnect()
                     retry_s = min(max(0.05, retry_s * 2), 1.0)
                     logger.warning("reading streams from Redis failed (%s); retrying in %.2f s",
                                    exc, retry_s)
@@ -588,7 +611,7 @@ class RedisStreamBridge(MemoryStreamBridge):
                             self._vanish(replica)
                     await anyio.sleep(retry_s)
         finally:
-            self._reading, self._reader_id = set(), None
+            self._reading, self._reader_id = {}, None
             if conn is not None:
                 with anyio.CancelScope(shield=True):
                     await conn.disconnect()

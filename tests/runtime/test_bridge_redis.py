@@ -374,3 +374,31 @@ async def test_a_new_subscription_is_served_at_once_while_the_reader_blocks(
                     a.close(run)
                 await within(5, first.done)
                 await within(5, second.done)
+
+
+async def test_announced_run_is_joinable_before_any_process_executes_it(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """Admission on A (``announce``), a join on A and on B wait; C claims and executes the run
+    (``open`` replaces the stream): both joins get every event and end, none is cut."""
+    async with processes(redis_prefix, 3) as [a, b, c]:
+        a.announce("r")
+        await a.flush()
+        assert not a.has("r")
+        joins = [Consumer(a.subscribe("r", FROM_START)), Consumer(b.subscribe("r", FROM_START))]
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for join in joins:
+                    tg.start_soon(join.run)
+                await anyio.sleep(0.3)  # the joins are waiting, not ended
+                assert not any(join.done.is_set() for join in joins)
+                c.open("r")
+                published = publish_n(c, "r", 5)
+                c.close("r")
+                for join in joins:
+                    await within(5, join.done)
+        assert [join.items for join in joins] == [published, published]
+        assert not any(join.aborted for join in joins)
+        a.announce("r")  # too late: the stream exists, Redis refuses the lower id
+        await a.flush()
+        assert await collect(b, "r", FROM_START) == published
