@@ -11,8 +11,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 import pytest
 import redis.asyncio as aioredis
 
@@ -402,3 +404,90 @@ async def test_announced_run_is_joinable_before_any_process_executes_it(
         a.announce("r")  # too late: the stream exists, Redis refuses the lower id
         await a.flush()
         assert await collect(b, "r", FROM_START) == published
+
+
+class RedisProxy:
+    """A TCP proxy to Redis that the test can cut (every connection) and restore: Redis
+    restarting, as far as a client can tell."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._scope: anyio.CancelScope | None = None
+
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1",
+                                                   local_port=self.port)
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        with anyio.CancelScope() as self._scope:
+            async with listener:
+                task_status.started()
+                await listener.serve(self._pipe)
+
+    def cut(self) -> None:
+        assert self._scope is not None
+        self._scope.cancel()
+
+    async def _pipe(self, client: anyio.abc.SocketStream) -> None:
+        async with client, await anyio.connect_tcp("127.0.0.1", self.target_port) as server:
+            async def copy(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream) -> None:
+                try:
+                    async for chunk in src:
+                        await dst.send(chunk)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+                finally:
+                    tg.cancel_scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(copy, client, server)
+                tg.start_soon(copy, server, client)
+
+
+async def test_redis_gone_mid_run_ends_remote_readers_and_spares_the_owner(
+    redis_prefix: tuple[str, str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis stops answering (every connection cut, none accepted) while A runs and B's
+    subscribers follow: B's subscribers end with a gap within a bound, A publishes on and
+    its local subscribers get everything; when Redis is back, A's queued events reach it."""
+    url, prefix = redis_prefix
+    proxy = RedisProxy(urlsplit(url).port or 6379)
+    caplog.set_level(logging.ERROR, "runtime.bridge.redis")
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as outer:
+            await outer.start(proxy.serve)
+            via = f"redis://127.0.0.1:{proxy.port}/0"
+            async with (
+                RedisStreamBridge.open(via, BridgeLimits(), key_prefix=prefix, **FAST) as a,
+                RedisStreamBridge.open(via, BridgeLimits(), key_prefix=prefix, **FAST) as b,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(a.run)
+                tg.start_soon(b.run)
+                a.open("r")
+                published = publish_n(a, "r", 3)
+                await a.flush()
+                remote = Consumer(b.subscribe("r", FROM_START))
+                local = Consumer(a.subscribe("r", FROM_START))
+                tg.start_soon(remote.run)
+                tg.start_soon(local.run)
+                await remote.wait_for(3)
+                proxy.cut()
+                took = await within(5, remote.done)  # block 0.2 s + gone_grace 0.5 s
+                assert took < 4
+                published += publish_n(a, "r", 3, "after")  # never raises
+                a.close("r")
+                await within(5, local.done)
+                # Redis is back (it kept its data): A's flusher retries what it queued, so a
+                # join on B gets the whole run
+                await outer.start(proxy.serve)
+                with anyio.fail_after(10):
+                    while True:  # poll: the flusher retries on its own backoff
+                        got = await collect(b, "r", FROM_START)
+                        if got == published:
+                            break
+                        await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    assert remote.items == [*published[:3], StreamGap(published[2].id, None, None)]
+    assert local.items == published
