@@ -12,9 +12,11 @@ Invariants:
    is how two starts of one thread are refused, across processes (design.md 4.1).
 2. Status changes of a run are compare-and-set from ``pending``/``running``; a terminal status
    is never overwritten (design.md 4.3).
-3. Every method is one transaction (a single read is one autocommit statement). Admission
-   (busy check + insert + thread ``busy``) and finalization (run status + thread status,
-   values, interrupts) are each one transaction.
+3. Every method is one transaction. Admission (busy check + insert + thread ``busy``) and
+   finalization (run status + thread status, values, interrupts) are each one call of a
+   PL/pgSQL function of the schema (``gw_admit_run_v1``, ``gw_finish_run_v1``,
+   ``gw_delete_run_v1``: one round trip, postgres_schema.py); the other methods are one
+   statement, or a short transaction of a few.
 4. ``threads.status`` is ``busy`` while the thread has a pending or running run; otherwise it
    is ``rest_status``. Every transaction that reads a thread's active runs to decide its status
    or to admit a run first locks the thread row (``SELECT ... FOR UPDATE``), so concurrent
@@ -62,7 +64,7 @@ from runtime.store.postgres_schema import (
     thread_from_row,
     to_jsonb,
 )
-from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, Thread, ThreadOutcome
+from runtime.types import CancelAction, Run, RunStatus, Thread, ThreadOutcome
 from runtime.types import ThreadStatus as TS
 
 Conn = AsyncConnection[tuple[Any, ...]]
@@ -85,17 +87,19 @@ class PostgresStore:
         and close the pool on exit.
 
         Raises:
-            psycopg.OperationalError: the database is unreachable (the pool waits up to 30 s).
+            psycopg.OperationalError: the database is unreachable or refuses the connection
+                (at once: the schema is migrated on a connection of its own, before the pool
+                opens).
             RuntimeError: the database's schema is newer than this gateway's.
         """
+        async with await AsyncConnection.connect(url, autocommit=True) as conn:
+            await migrate(conn)
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False,
             kwargs={"autocommit": True}, configure=_configure, name="gateway-store",
         )
         await pool.open(wait=True)
         try:
-            async with pool.connection() as conn:
-                await migrate(conn)
             yield cls(pool)
         finally:
             await pool.close()
@@ -257,43 +261,32 @@ class PostgresStore:
                 running a run that may end interrupted.
             InvalidRequest: the run's metadata or kwargs hold U+0000 (nothing stored).
         """
-        now = run.created_at
         meta, kwargs = to_jsonb(run.metadata, "metadata"), to_jsonb(run.kwargs, "kwargs")
         thread_meta = to_jsonb(thread_metadata or {}, "metadata")
-        async with self._tx() as conn:
-            if create_thread:  # a no-op on an existing thread (or one created concurrently)
-                await conn.execute(
-                    "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, "
-                    "metadata) VALUES (%s, %s, %s, %s, %s::jsonb) "
-                    "ON CONFLICT (thread_id) DO NOTHING",
-                    (run.thread_id, now, now, now, thread_meta),
-                )
-            rest = await _lock_thread(conn, run.thread_id)
-            if rest is None:
-                raise ThreadNotFound(run.thread_id, "Thread or assistant not found.")
-            active = await _active_runs(conn, run.thread_id)
-            if active and run.multitask_strategy == MultitaskStrategy.REJECT:
-                raise ThreadBusy(run.thread_id)
-            if require_interrupted and not active and rest != TS.INTERRUPTED:
+        try:
+            rows = await self._fetchall(
+                f"SELECT {RUN_COLS} FROM gw_admit_run_v1(%s, %s, %s, %s, %s, %s::jsonb, "
+                "%s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
+                (
+                    run.run_id, run.thread_id, run.assistant_id, run.graph_id, run.status,
+                    meta, kwargs, run.multitask_strategy, run.created_at, run.updated_at,
+                    run.attempt, run.cancel_action, run.on_completion, run.not_before,
+                    create_thread, thread_meta, require_interrupted, start_if_idle,
+                ),
+            )
+        except psycopg.Error as exc:
+            if exc.sqlstate == "GW404":
+                raise ThreadNotFound(run.thread_id, "Thread or assistant not found.") from None
+            if exc.sqlstate == "GW409":
+                raise ThreadBusy(run.thread_id) from None
+            if exc.sqlstate == "GW400":
+                rest = exc.diag.message_primary
                 raise BadRequest(
                     f"Cannot resume thread {run.thread_id}: it is not interrupted "
                     f"(status {rest}); there is nothing to resume."
-                )
-            status = RunStatus.RUNNING if start_if_idle and not active else run.status
-            await conn.execute(  # the thread belongs to the run's graph from now on
-                f"WITH run AS (INSERT INTO runs ({RUN_COLS}) VALUES (%s, %s, %s, %s, %s, "
-                "%s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)) "
-                "UPDATE threads SET status = 'busy', updated_at = %s, metadata = metadata || "
-                "jsonb_build_object('graph_id', %s::text, 'assistant_id', %s::text) "
-                "WHERE thread_id = %s",
-                (
-                    run.run_id, run.thread_id, run.assistant_id, run.graph_id, status, meta,
-                    kwargs, run.multitask_strategy, run.created_at, run.updated_at,
-                    run.attempt, run.cancel_action, run.on_completion, run.not_before,
-                    now, run.graph_id, run.assistant_id, run.thread_id,
-                ),
-            )
-        return active
+                ) from None
+            raise
+        return [run_from_row(r) for r in rows]
 
     async def mark_running(self, run_id: str) -> Run | None:
         """CAS ``pending -> running``; the run as now stored, or None if it is no longer
@@ -324,15 +317,10 @@ class PostgresStore:
         Raises:
             InvalidRequest: the outcome holds U+0000 (nothing written).
         """
-        now = now_iso()
-        cas = (f"UPDATE runs SET status = %(status)s, updated_at = %(now)s "
-               f"WHERE run_id = %(run_id)s AND status IN {ACTIVE} RETURNING run_id")
-        sql, args = _thread_after_run(cas, thread_id, outcome, now)
-        async with self._tx() as conn:  # lock, then CAS + thread
-            await _lock_thread(conn, thread_id)
-            cur = await conn.execute(sql, {**args, "status": status, "run_id": run_id})
-            row = await cur.fetchone()
-        return bool(row and row[0])  # a late finisher (0) never touches the thread either
+        rows = await self._fetchall(
+            "SELECT gw_finish_run_v1(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, "
+            "%s::jsonb)", (run_id, thread_id, status, now_iso(), *_outcome_args(outcome)))
+        return bool(rows[0][0])
 
     async def set_cancel_action(self, run_id: str, action: CancelAction) -> bool:
         """Record the durable cancel intent of an active run; False if it is not active."""
@@ -391,14 +379,10 @@ class PostgresStore:
     ) -> bool:
         """Delete a run record and recompute its thread (with ``outcome``: the state a
         rollback left), in one transaction; False if absent."""
-        sql, args = _thread_after_run(
-            "DELETE FROM runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s "
-            "RETURNING run_id", thread_id, outcome, now_iso())
-        async with self._tx() as conn:
-            await _lock_thread(conn, thread_id)
-            cur = await conn.execute(sql, {**args, "run_id": run_id})
-            row = await cur.fetchone()
-        return bool(row and row[0])
+        rows = await self._fetchall(
+            "SELECT gw_delete_run_v1(%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, "
+            "%s::jsonb)", (run_id, thread_id, now_iso(), *_outcome_args(outcome)))
+        return bool(rows[0][0])
 
 
 # ---- schema and statements shared by several operations --------------------------------------
@@ -460,36 +444,13 @@ async def _has_active(conn: Conn, thread_id: str) -> bool:
     return await cur.fetchone() is not None
 
 
-def _thread_after_run(
-    change: str, thread_id: str, outcome: ThreadOutcome | None, now: str
-) -> tuple[str, dict[str, Any]]:
-    """One statement: ``change`` (an UPDATE/DELETE of one run ``RETURNING run_id``), then, if
-    it touched a row, the thread as the run leaves it; it returns how many runs it changed.
-
-    Its snapshot is taken after the thread lock (an earlier statement), so the thread's other
-    active runs are all seen; the changed run is excluded by id, since the statement does not
-    see its own change. The outcome is encoded here, before any transaction starts, so a value
-    jsonb refuses raises before anything is written.
-    """
-    busy = (f"EXISTS (SELECT 1 FROM runs WHERE thread_id = %(thread_id)s AND status IN {ACTIVE}"
-            " AND run_id <> %(run_id)s)")
-    args: dict[str, Any] = {"thread_id": thread_id, "now": now}
+def _outcome_args(outcome: ThreadOutcome | None) -> tuple[Any, ...]:
+    """``(set, values, interrupts, error, rest, metadata patch)`` of ``gw_thread_after_run_v1``
+    (postgres_schema.py): encoded before the call, so a value jsonb refuses raises before
+    anything is written."""
     if outcome is None:
-        thread = (f"status = CASE WHEN {busy} THEN 'busy' ELSE rest_status END, "
-                  "updated_at = %(now)s")
-    else:
-        patch = {k: v for k, v in (("graph_id", outcome.graph_id),
-                                   ("assistant_id", outcome.assistant_id)) if v}
-        args.update(values=to_jsonb(outcome.values, "values"),
-                    interrupts=to_jsonb(outcome.interrupts, "interrupts"),
-                    error=to_jsonb(outcome.error, "error"), rest=outcome.status,
-                    meta=to_jsonb(patch, "metadata"))
-        thread = ('"values" = %(values)s::jsonb, interrupts = %(interrupts)s::jsonb, '
-                  "error = %(error)s::jsonb, rest_status = %(rest)s, "
-                  f"status = CASE WHEN {busy} THEN 'busy' ELSE %(rest)s END, "
-                  "metadata = metadata || %(meta)s::jsonb, updated_at = %(now)s, "
-                  "state_updated_at = %(now)s")
-    sql = (f"WITH changed AS ({change}), thread AS (UPDATE threads SET {thread} "
-           "WHERE thread_id = %(thread_id)s AND EXISTS (SELECT 1 FROM changed)) "
-           "SELECT count(*) FROM changed")
-    return sql, args
+        return (False, None, None, None, None, None)
+    patch = {k: v for k, v in (("graph_id", outcome.graph_id),
+                               ("assistant_id", outcome.assistant_id)) if v}
+    return (True, to_jsonb(outcome.values, "values"), to_jsonb(outcome.interrupts, "interrupts"),
+            to_jsonb(outcome.error, "error"), outcome.status, to_jsonb(patch, "metadata"))

@@ -42,6 +42,114 @@ from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, Threa
 SCHEMA_LOCK = 0x6777_7374_6F72_6501
 """``pg_advisory_xact_lock`` key held while the schema is created or migrated."""
 
+# Admission and finalization as functions: one round trip each instead of five or six (client
+# CPU per admit + start + finish: 1.30 -> ~0.5 ms). In READ COMMITTED every statement of a
+# (volatile) function takes a new snapshot, so what follows the thread lock sees everything
+# committed before it was granted (postgres.py invariant 4). ``gw_admit_run_v1`` raises
+# SQLSTATE GW404 (no thread), GW409 (reject on a busy thread) or GW400 (nothing to resume; the
+# message is the thread's rest status): postgres.py maps them to runtime errors. A change to a
+# function is a new migration step with a new name, never an edit here: processes of two
+# versions may share the database during a deploy.
+FUNCTIONS_V1 = """
+CREATE OR REPLACE FUNCTION gw_thread_after_run_v1(
+    p_thread text, p_now text, p_set boolean, p_values jsonb, p_interrupts jsonb,
+    p_error jsonb, p_rest text, p_meta jsonb
+) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    busy boolean := EXISTS (SELECT 1 FROM runs WHERE thread_id = p_thread
+                            AND status IN ('pending', 'running'));
+BEGIN
+    IF p_set THEN
+        UPDATE threads SET "values" = p_values, interrupts = p_interrupts, error = p_error,
+            rest_status = p_rest, status = CASE WHEN busy THEN 'busy' ELSE p_rest END,
+            metadata = metadata || p_meta, updated_at = p_now, state_updated_at = p_now
+        WHERE thread_id = p_thread;
+    ELSE
+        UPDATE threads SET status = CASE WHEN busy THEN 'busy' ELSE rest_status END,
+            updated_at = p_now
+        WHERE thread_id = p_thread;
+    END IF;
+END $fn$;
+
+-- finish_run: lock the thread, CAS the run from pending/running, leave the thread
+CREATE OR REPLACE FUNCTION gw_finish_run_v1(
+    p_run text, p_thread text, p_status text, p_now text, p_set boolean, p_values jsonb,
+    p_interrupts jsonb, p_error jsonb, p_rest text, p_meta jsonb
+) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM 1 FROM threads WHERE thread_id = p_thread FOR UPDATE;
+    UPDATE runs SET status = p_status, updated_at = p_now
+    WHERE run_id = p_run AND status IN ('pending', 'running');
+    IF NOT FOUND THEN
+        RETURN false;  -- a late finisher never touches the thread either
+    END IF;
+    PERFORM gw_thread_after_run_v1(p_thread, p_now, p_set, p_values, p_interrupts, p_error,
+                                   p_rest, p_meta);
+    RETURN true;
+END $fn$;
+
+-- delete_run: lock the thread, delete the run, leave the thread
+CREATE OR REPLACE FUNCTION gw_delete_run_v1(
+    p_run text, p_thread text, p_now text, p_set boolean, p_values jsonb,
+    p_interrupts jsonb, p_error jsonb, p_rest text, p_meta jsonb
+) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM 1 FROM threads WHERE thread_id = p_thread FOR UPDATE;
+    DELETE FROM runs WHERE run_id = p_run AND thread_id = p_thread;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM gw_thread_after_run_v1(p_thread, p_now, p_set, p_values, p_interrupts, p_error,
+                                   p_rest, p_meta);
+    RETURN true;
+END $fn$;
+
+-- admit_run: (create the thread), lock it, check the strategy, insert the run, mark the thread
+-- busy; returns the runs that were already active, oldest first
+CREATE OR REPLACE FUNCTION gw_admit_run_v1(
+    p_run text, p_thread text, p_assistant text, p_graph text, p_status text,
+    p_metadata jsonb, p_kwargs jsonb, p_strategy text, p_created_at text, p_updated_at text,
+    p_attempt integer, p_cancel_action text, p_on_completion text, p_not_before text,
+    p_create_thread boolean, p_thread_meta jsonb, p_require_interrupted boolean,
+    p_start_if_idle boolean
+) RETURNS SETOF runs LANGUAGE plpgsql AS $fn$
+DECLARE
+    rest text;
+    active runs[];
+BEGIN
+    IF p_create_thread THEN  -- a no-op on an existing thread (or one created concurrently)
+        INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata)
+        VALUES (p_thread, p_created_at, p_created_at, p_created_at, p_thread_meta)
+        ON CONFLICT (thread_id) DO NOTHING;
+    END IF;
+    SELECT rest_status INTO rest FROM threads WHERE thread_id = p_thread FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no thread %', p_thread USING ERRCODE = 'GW404';
+    END IF;
+    active := ARRAY(SELECT r FROM runs AS r WHERE r.thread_id = p_thread
+                    AND r.status IN ('pending', 'running') ORDER BY r.seq);
+    IF cardinality(active) > 0 AND p_strategy = 'reject' THEN
+        RAISE EXCEPTION 'thread % is busy', p_thread USING ERRCODE = 'GW409';
+    END IF;
+    IF p_require_interrupted AND cardinality(active) = 0 AND rest <> 'interrupted' THEN
+        RAISE EXCEPTION '%', rest USING ERRCODE = 'GW400';
+    END IF;
+    INSERT INTO runs (run_id, thread_id, assistant_id, graph_id, status, metadata, kwargs,
+                      multitask_strategy, created_at, updated_at, attempt, cancel_action,
+                      on_completion, not_before)
+    VALUES (p_run, p_thread, p_assistant, p_graph,
+            CASE WHEN p_start_if_idle AND cardinality(active) = 0 THEN 'running'
+                 ELSE p_status END,
+            p_metadata, p_kwargs, p_strategy, p_created_at, p_updated_at, p_attempt,
+            p_cancel_action, p_on_completion, p_not_before);
+    UPDATE threads SET status = 'busy', updated_at = p_created_at,  -- the run's graph's now
+        metadata = metadata || jsonb_build_object('graph_id', p_graph,
+                                                  'assistant_id', p_assistant)
+    WHERE thread_id = p_thread;
+    RETURN QUERY SELECT * FROM unnest(active);
+END $fn$;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: threads and runs; owner/lease/cancel_requested_at are for the claims to come (unused)
     """
@@ -93,7 +201,7 @@ MIGRATIONS: tuple[str, ...] = (
     -- a thread's active runs without walking its finished ones (admission and finalization)
     CREATE INDEX IF NOT EXISTS runs_thread_active ON runs(thread_id, seq)
         WHERE status IN ('pending', 'running');
-    """,
+    """ + FUNCTIONS_V1,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

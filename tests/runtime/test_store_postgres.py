@@ -170,3 +170,15 @@ async def test_queries_can_use_their_indexes(pg_url: str) -> None:
         plan = str(conn.execute("EXPLAIN SELECT run_id FROM runs WHERE thread_id = 't1' AND "
                                 "status IN ('pending', 'running') ORDER BY seq").fetchall())
         assert "runs_thread_active" in plan, plan
+
+
+async def test_an_unreachable_database_fails_at_once(pg_url: str) -> None:
+    """A wrong URL is an error at start-up within seconds, not a pool waiting 30 s."""
+    missing = pg_url.rsplit("/", 1)[0] + "/gw_no_such_database"
+    with anyio.fail_after(10):
+        with pytest.raises(psycopg.OperationalError, match="gw_no_such_database"):
+            async with PostgresStore.open(missing):
+                pass
+        with pytest.raises(psycopg.OperationalError):
+            async with PostgresStore.open("postgresql://postgres@127.0.0.1:1/postgres"):
+                pass
