@@ -51,14 +51,11 @@ from runtime.ids import now_iso
 from runtime.store.filters import thread_order
 from runtime.store.postgres_schema import (
     ACTIVE,
-    MIGRATIONS,
     RUN_COLS,
-    SCHEMA_LOCK,
-    SCHEMA_VERSION,
     THREAD_COLS,
-    VERSION_TABLE,
     loads_json,
     merge_patch,
+    migrate,
     run_from_row,
     thread_filters,
     thread_from_row,
@@ -127,21 +124,15 @@ class PostgresStore:
             InvalidRequest: ``metadata`` holds U+0000.
         """
         now = now_iso()
-        meta = to_jsonb(metadata, "metadata")
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, "
-                "metadata) VALUES (%s, %s, %s, %s, %s::jsonb) "
-                "ON CONFLICT (thread_id) DO NOTHING RETURNING 1",
-                (thread_id, now, now, now, meta),
-            )
-            if await cur.fetchone() is None:
-                if if_exists != "do_nothing":
-                    raise ThreadExists(thread_id)
-                existing = await _fetch_thread(conn, thread_id)
-                if existing is None:  # deleted since the conflict
-                    raise ThreadNotFound(thread_id)
-                return existing
+        inserted = await self._fetchall(
+            "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata) "
+            "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (thread_id) DO NOTHING RETURNING 1",
+            (thread_id, now, now, now, to_jsonb(metadata, "metadata")),
+        )
+        if not inserted:
+            if if_exists == "do_nothing":
+                return await self.get_thread(thread_id)
+            raise ThreadExists(thread_id)
         return Thread(thread_id, now, now, now, metadata, TS.IDLE)
 
     async def get_thread(self, thread_id: str) -> Thread:
@@ -391,44 +382,12 @@ async def _configure(conn: Conn) -> None:
     set_json_loads(loads_json, conn)
 
 
-async def migrate(conn: Conn) -> int:
-    """Create or migrate the schema to ``SCHEMA_VERSION`` in one transaction under the
-    advisory lock (postgres_schema.py invariants 2 and 3); the version found before.
-
-    Raises:
-        RuntimeError: the database is at a newer version than this gateway knows.
-    """
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        await conn.execute(VERSION_TABLE)
-        cur = await conn.execute("SELECT version FROM store_schema WHERE id = 1")
-        row = await cur.fetchone()
-        found = int(row[0]) if row else 0
-        if found > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the run store's schema is at version {found}, newer than this gateway's "
-                f"{SCHEMA_VERSION}: upgrade the gateway")
-        for step in MIGRATIONS[found:]:
-            await conn.execute(step.encode())  # several statements: no parameters
-        await conn.execute(
-            "INSERT INTO store_schema (id, version) VALUES (1, %s) "
-            "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version", (SCHEMA_VERSION,))
-    return found
-
-
 async def _lock_thread(conn: Conn, thread_id: str) -> str | None:
     """Lock the thread row (module invariant 4); its ``rest_status``, or None if missing."""
     cur = await conn.execute(
         "SELECT rest_status FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
     row = await cur.fetchone()
     return None if row is None else str(row[0])
-
-
-async def _fetch_thread(conn: Conn, thread_id: str) -> Thread | None:
-    cur = await conn.execute(f"SELECT {THREAD_COLS} FROM threads WHERE thread_id = %s",
-                             (thread_id,))
-    row = await cur.fetchone()
-    return None if row is None else thread_from_row(row)
 
 
 async def _active_runs(conn: Conn, thread_id: str) -> list[Run]:

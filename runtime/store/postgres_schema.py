@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from psycopg import AsyncConnection
 
 from runtime.errors import InvalidRequest
 from runtime.store.filters import check_filter
@@ -211,6 +212,31 @@ CREATE TABLE IF NOT EXISTS store_schema (
     version integer NOT NULL
 )
 """
+
+async def migrate(conn: AsyncConnection[Any]) -> int:
+    """Create or migrate the schema to ``SCHEMA_VERSION`` in one transaction under the
+    advisory lock (invariants 2 and 3); the version found before.
+
+    Raises:
+        RuntimeError: the database is at a newer version than this gateway knows.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        await conn.execute(VERSION_TABLE)
+        cur = await conn.execute("SELECT version FROM store_schema WHERE id = 1")
+        row = await cur.fetchone()
+        found = int(row[0]) if row else 0
+        if found > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the run store's schema is at version {found}, newer than this gateway's "
+                f"{SCHEMA_VERSION}: upgrade the gateway")
+        for step in MIGRATIONS[found:]:
+            await conn.execute(step.encode())  # several statements: no parameters
+        await conn.execute(
+            "INSERT INTO store_schema (id, version) VALUES (1, %s) "
+            "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version", (SCHEMA_VERSION,))
+    return found
+
 
 RUN_COLS = (
     "run_id, thread_id, assistant_id, graph_id, status, metadata, kwargs, multitask_strategy, "
