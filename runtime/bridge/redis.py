@@ -40,7 +40,10 @@ Invariants (in addition to runtime/bridge/memory.py's, which local subscribers g
    bounds it too when the local log is gone. So the stream is bounded in bytes as the memory
    log is (the newest event always stays, plus the markers).
 3. Ordering: Redis ops (delete + start marker, events, end marker, trims, TTLs) are queued in
-   the order ``open``/``publish``/``close`` happened and sent in that order on one pipeline.
+   the order ``open``/``publish``/``close`` happened and sent in that order on one pipeline;
+   a batch that deletes a stream (``open`` of a re-executed run, ``discard``) is one
+   ``MULTI``/``EXEC``, so no reader sees the stream missing between the delete and the new
+   start.
 4. ``publish`` never waits and never raises because of Redis (design.md 4.5): it appends to
    memory and to the queue. The flusher logs a failed batch and retries it with a backoff; when
    Redis stays away and more than ``max_queued`` ops are waiting, the oldest are dropped (with a
@@ -114,8 +117,7 @@ _Reset = tuple[Literal["reset"], str, str]  # DEL + start marker id
 _Add = tuple[Literal["add"], str, StreamEvent]
 _End = tuple[Literal["end"], str, str, bytes]  # marker id, closed/aborted
 _Discard = tuple[Literal["discard"], str, str]  # DEL + end marker id
-_Announce = tuple[Literal["announce"], str, str]  # start marker id, if the stream is missing
-_Op = _Reset | _Add | _End | _Discard | _Announce
+_Op = _Reset | _Add | _End | _Discard
 
 
 def _parse_id(raw: bytes | str) -> tuple[int, int]:
@@ -239,14 +241,31 @@ class RedisStreamBridge(MemoryStreamBridge):
             self._trimmed.pop(run_id, None)
         super().open(run_id, thread_id)
 
-    def announce(self, run_id: str) -> None:
-        """Make a NEW run's stream exist before any process executes it (at admission, on a
-        process that will not necessarily run it), so that a join on any process waits for
-        its events instead of ending at once: a start marker, no local log. A stream that
-        exists already is left alone (Redis refuses the lower id); the executing process's
-        ``open`` replaces it. Its TTL is ``live_ttl_s``, refreshed by nobody until a process
-        opens the run: a run pending longer than that ends its joins with a gap (limit 8)."""
-        self._queue(("announce", run_id, f"{self._now_ms()}-0"))
+    async def announce(self, run_id: str, timeout_s: float = 2.0) -> bool:
+        """Make a NEW run's stream exist before any process executes it, so that a join on
+        any process waits for its events instead of ending at once: a start marker, no local
+        log. Await it at admission, before the response (a client that joins elsewhere after
+        the response then finds the stream). A stream that exists already is left alone
+        (Redis refuses the lower id); the executing process's ``open`` replaces it. Its TTL is
+        ``live_ttl_s``, refreshed by nobody until a process opens the run (limit 8).
+
+        Returns:
+            False if Redis did not take it within ``timeout_s`` (logged, never raised: joins
+            of the run then end at once until its owner opens it).
+        """
+        key = self.key(run_id)
+        with anyio.move_on_after(timeout_s):
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.xadd(key, {_FIELD_START: b"1"}, id=f"{self._now_ms()}-0")
+                    pipe.pexpire(key, int(self.live_ttl_s * 1000))
+                    await pipe.execute(raise_on_error=False)
+                return True
+            except RedisError as exc:
+                logger.warning("announcing the stream of run_id %s failed: %s", run_id, exc)
+                return False
+        logger.warning("announcing the stream of run_id %s timed out", run_id)
+        return False
 
     def publish(self, run_id: str, event: str, data: bytes) -> StreamEvent | None:
         """Publish in memory and queue the event for Redis (never waits, never raises)."""
@@ -336,7 +355,10 @@ class RedisStreamBridge(MemoryStreamBridge):
             if not ops:
                 return
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
+                # a DEL and its new start in one MULTI/EXEC, so no reader sees the stream
+                # missing in between (invariant 3); other batches need no transaction
+                atomic = any(op[0] != "add" and op[0] != "end" for op in ops)
+                async with self._redis.pipeline(transaction=atomic) as pipe:
                     trims: dict[str, int] = {}
                     labels = self._build(pipe, ops, trims)
                     results = await pipe.execute(raise_on_error=False)
@@ -369,11 +391,7 @@ class RedisStreamBridge(MemoryStreamBridge):
         for op in ops:
             run_id = op[1]
             key = self.key(run_id)
-            if op[0] == "announce":
-                pipe.xadd(key, {_FIELD_START: b"1"}, id=op[2])
-                pipe.pexpire(key, live_ms)
-                labels += [("XADD start", run_id), ("PEXPIRE", run_id)]
-            elif op[0] == "reset":
+            if op[0] == "reset":
                 pipe.delete(key)
                 pipe.xadd(key, {_FIELD_START: b"1"}, id=op[2])
                 pipe.pexpire(key, live_ms)

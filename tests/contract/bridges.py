@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -28,7 +29,7 @@ from runtime.types import StreamEvent, StreamGap
 KINDS = ["memory", "sqlite", "redis", "redis-local"]
 Item = StreamEvent | StreamGap
 # short waits so that a vanished Redis stream ends its readers fast in tests
-REDIS_OPTIONS: dict[str, float | int] = {"block_ms": 200, "gone_grace_s": 0.5}
+REDIS_OPTIONS: dict[str, Any] = {"block_ms": 200, "gone_grace_s": 0.5}
 
 
 @dataclass

@@ -384,8 +384,7 @@ async def test_announced_run_is_joinable_before_any_process_executes_it(
     """Admission on A (``announce``), a join on A and on B wait; C claims and executes the run
     (``open`` replaces the stream): both joins get every event and end, none is cut."""
     async with processes(redis_prefix, 3) as [a, b, c]:
-        a.announce("r")
-        await a.flush()
+        assert await a.announce("r")
         assert not a.has("r")
         joins = [Consumer(a.subscribe("r", FROM_START)), Consumer(b.subscribe("r", FROM_START))]
         with anyio.fail_after(10):
@@ -401,8 +400,7 @@ async def test_announced_run_is_joinable_before_any_process_executes_it(
                     await within(5, join.done)
         assert [join.items for join in joins] == [published, published]
         assert not any(join.aborted for join in joins)
-        a.announce("r")  # too late: the stream exists, Redis refuses the lower id
-        await a.flush()
+        assert await a.announce("r")  # too late: the stream exists, Redis refuses the lower id
         assert await collect(b, "r", FROM_START) == published
 
 
