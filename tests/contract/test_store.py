@@ -788,3 +788,71 @@ async def test_nested_filters_are_containment(store: Store) -> None:
     assert await search_ids(store, metadata={"o": {}}) == ["c1", "c2"]
     assert await search_ids(store, metadata={"o": {"x": [[1]]}}) == []
     assert await search_ids(store, metadata={"o": {"x": 5.0}}) == ["c2"]
+
+
+# ---- races ------------------------------------------------------------------------------------
+
+
+async def test_cancel_racing_the_finish_is_recorded_only_on_an_active_run(store: Store) -> None:
+    """Whichever of the cancel intent and the terminal write lands first, the run ends once,
+    and a cancel reported as recorded is stored (and one reported as too late is not)."""
+    results: dict[str, bool] = {}
+
+    async def cancel(run_id: str) -> None:
+        results["cancel"] = await store.set_cancel_action(run_id, CancelAction.INTERRUPT)
+
+    async def finish(run_id: str, i: int) -> None:
+        results["finish"] = await store.finish_run(run_id, "t1", RunStatus.SUCCESS, outcome(i=i))
+
+    for i in range(10):
+        run = await admitted(store, "t1")
+        assert await store.mark_running(run.run_id) is not None
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel, run.run_id)
+                tg.start_soon(finish, run.run_id, i)
+        got = await store.get_run(run.run_id)
+        assert got is not None and results["finish"] and got.status == RunStatus.SUCCESS
+        assert got.cancel_action == (CancelAction.INTERRUPT if results["cancel"] else None)
+        assert (await store.get_thread("t1")).status == ThreadStatus.IDLE
+
+
+async def test_mixed_operations_on_one_thread_keep_the_invariants(store: Store) -> None:
+    """Admissions, starts, finishes, cancels, requeues and run deletions racing on two threads
+    never fail (no deadlock) and leave at most one running run per thread, and each thread
+    ``busy`` exactly while it has an active run."""
+    import random
+
+    rng = random.Random(7)
+    threads = ("m1", "m2")
+
+    async def worker(seed: int) -> None:
+        local = random.Random(seed)
+        for _ in range(25):
+            tid = local.choice(threads)
+            active = await store.active_runs(tid)
+            op = local.random()
+            if op < 0.35 or not active:
+                await store.admit_run(new_run(tid), create_thread=True)
+                continue
+            run = local.choice(active)
+            if op < 0.55:
+                await store.mark_running(run.run_id)
+            elif op < 0.75:
+                await store.finish_run(run.run_id, tid, RunStatus.SUCCESS, outcome())
+            elif op < 0.85:
+                await store.set_cancel_action(run.run_id, CancelAction.ROLLBACK)
+            elif op < 0.92:
+                await store.requeue_run(run.run_id)
+            else:
+                await store.delete_run(run.run_id, tid, outcome())
+
+    with anyio.fail_after(25):
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(worker, rng.randrange(2**32))
+    for tid in threads:
+        active = await store.active_runs(tid)
+        assert sum(r.status == RunStatus.RUNNING for r in active) <= 1
+        status = (await store.get_thread(tid)).status
+        assert (status == ThreadStatus.BUSY) == bool(active), (tid, status, active)
