@@ -108,6 +108,21 @@ from runtime.types import StreamEvent, StreamGap
 
 logger = logging.getLogger(__name__)
 
+# KEYS[1]: a run's stream; ARGV: maxlen, ttl_ms ("" = keep), minid ("" = no trim), then
+# (id, event, data) per event. One call per run per batch: one reply, not one per event.
+# Returns how many XADDs Redis refused (an id at or below the top: a retried batch).
+_APPEND_LUA = """
+local refused = 0
+for i = 4, #ARGV, 3 do
+  local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i],
+                        'event', ARGV[i + 1], 'data', ARGV[i + 2])
+  if type(r) == 'table' and r.err then refused = refused + 1 end
+end
+if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3]) end
+if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return refused
+"""
+
 _READ_COUNT = 512  # entries per XREAD
 _FIELD_EVENT, _FIELD_DATA, _FIELD_END, _FIELD_START = b"event", b"data", b"end", b"start"
 _CLOSED, _ABORTED = b"closed", b"aborted"
@@ -178,6 +193,7 @@ class RedisStreamBridge(MemoryStreamBridge):
     ) -> None:
         super().__init__(limits)
         self._redis = client
+        self._append = client.register_script(_APPEND_LUA)
         self.key_prefix = key_prefix
         self.live_ttl_s = live_ttl_s if live_ttl_s is not None else max(
             4 * self.limits.retention_s, 60.0)
@@ -360,7 +376,7 @@ class RedisStreamBridge(MemoryStreamBridge):
                 atomic = any(op[0] != "add" and op[0] != "end" for op in ops)
                 async with self._redis.pipeline(transaction=atomic) as pipe:
                     trims: dict[str, int] = {}
-                    labels = self._build(pipe, ops, trims)
+                    labels = await self._build(pipe, ops, trims)
                     results = await pipe.execute(raise_on_error=False)
             except BaseException:
                 self._ops[:0] = ops  # sent again: a repeated XADD is refused, harmlessly
@@ -371,7 +387,9 @@ class RedisStreamBridge(MemoryStreamBridge):
                 else:
                     self._trimmed[run_id] = base
             for label, result in zip(labels, results, strict=True):
-                if isinstance(result, ResponseError):
+                if label[0] == "XADD" and isinstance(result, int) and result:
+                    logger.debug("Redis refused %d event(s) of run_id %s", result, label[1])
+                elif isinstance(result, ResponseError):
                     # an id at or below the top: a retried batch or a stale owner (limit 7)
                     logger.debug("Redis refused %s for run_id %s: %s", label[0], label[1],
                                  result)
@@ -379,63 +397,66 @@ class RedisStreamBridge(MemoryStreamBridge):
                     logger.warning("Redis %s for run_id %s failed: %s", label[0], label[1],
                                    result)
 
-    def _build(
+    async def _build(
         self, pipe: Any, ops: list[_Op], trims: dict[str, int]
     ) -> list[tuple[str, str]]:
-        """Queue ``ops`` on ``pipe``; the trims it adds go to ``trims`` (run_id -> base)."""
+        """Queue ``ops`` on ``pipe``: a run's consecutive events go in one ``_APPEND`` script
+        call (with the trim and the rolling TTL), markers as plain commands, each run's ops
+        in their order; the trims it adds go to ``trims`` (run_id -> base)."""
         maxlen = self.limits.max_events_per_run + 2  # + the markers
         live_ms = int(self.live_ttl_s * 1000)
         retention_ms = max(1, int(self.limits.retention_s * 1000))
         labels: list[tuple[str, str]] = []
-        touched: list[str] = []
+        pending: dict[str, list[StreamEvent]] = {}
+
+        async def append(run_id: str, ttl_ms: int | str) -> None:
+            args: list[Any] = [maxlen, ttl_ms, self._minid(run_id, trims)]
+            for item in pending.pop(run_id, ()):
+                args += (item.id, item.event, item.data)
+            await self._append(keys=[self.key(run_id)], args=args, client=pipe)
+            labels.append(("XADD", run_id))
+
         for op in ops:
             run_id = op[1]
+            if op[0] == "add":
+                item = op[2]
+                log = self._logs.get(run_id)
+                if log is None or item.seq > log.base:  # else dropped locally (invariant 2)
+                    pending.setdefault(run_id, []).append(item)
+                continue
+            if run_id in pending:
+                await append(run_id, "")
             key = self.key(run_id)
             if op[0] == "reset":
                 pipe.delete(key)
                 pipe.xadd(key, {_FIELD_START: b"1"}, id=op[2])
                 pipe.pexpire(key, live_ms)
                 labels += [("DEL", run_id), ("XADD start", run_id), ("PEXPIRE", run_id)]
-            elif op[0] == "add":
-                item = op[2]
-                log = self._logs.get(run_id)
-                if log is not None and item.seq <= log.base:
-                    continue  # already dropped locally (invariant 2)
-                pipe.xadd(key, {_FIELD_EVENT: item.event.encode(), _FIELD_DATA: item.data},
-                          id=item.id, maxlen=maxlen, approximate=True)
-                labels.append(("XADD", run_id))
-                if run_id not in touched:
-                    touched.append(run_id)
-            elif op[0] == "end":
-                self._trim(pipe, run_id, labels, trims)
+                continue
+            if op[0] == "end":
+                if minid := self._minid(run_id, trims):
+                    pipe.xtrim(key, minid=minid, approximate=False)
+                    labels.append(("XTRIM", run_id))
                 pipe.xadd(key, {_FIELD_END: op[3]}, id=op[2])
-                pipe.pexpire(key, retention_ms)
-                labels += [("XADD end", run_id), ("PEXPIRE", run_id)]
-                if run_id in touched:
-                    touched.remove(run_id)
-                trims[run_id] = -1  # ended: forget it
             else:  # discard
                 pipe.delete(key)
                 pipe.xadd(key, {_FIELD_END: _CLOSED}, id=op[2])
-                pipe.pexpire(key, retention_ms)
-                labels += [("DEL", run_id), ("XADD end", run_id), ("PEXPIRE", run_id)]
-                if run_id in touched:
-                    touched.remove(run_id)
-                trims[run_id] = -1
-        for run_id in touched:  # still live: trim to the local log and roll the TTL
-            self._trim(pipe, run_id, labels, trims)
-            pipe.pexpire(self.key(run_id), live_ms)
-            labels.append(("PEXPIRE", run_id))
+                labels.append(("DEL", run_id))
+            pipe.pexpire(key, retention_ms)
+            labels += [("XADD end", run_id), ("PEXPIRE", run_id)]
+            trims[run_id] = -1  # ended: forget it
+        for run_id in list(pending):  # still live: trim to the local log, roll the TTL
+            await append(run_id, live_ms)
         return labels
 
-    def _trim(self, pipe: Any, run_id: str, labels: list[tuple[str, str]],
-              trims: dict[str, int]) -> None:
+    def _minid(self, run_id: str, trims: dict[str, int]) -> str:
+        """The id to trim the run's stream to (``XTRIM MINID``), or "" when nothing to trim."""
         log = self._logs.get(run_id)
-        if log is None or not log.events or log.base <= self._trimmed.get(run_id, 0):
-            return
-        pipe.xtrim(self.key(run_id), minid=log.events[0].id, approximate=False)
-        labels.append(("XTRIM", run_id))
+        if log is None or not log.events or log.base <= max(self._trimmed.get(run_id, 0),
+                                                           trims.get(run_id, 0)):
+            return ""
         trims[run_id] = log.base
+        return log.events[0].id
 
     # ---- reading ------------------------------------------------------------------------------
 

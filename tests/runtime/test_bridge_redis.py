@@ -489,3 +489,17 @@ async def test_redis_gone_mid_run_ends_remote_readers_and_spares_the_owner(
             outer.cancel_scope.cancel()
     assert remote.items == [*published[:3], StreamGap(published[2].id, None, None)]
     assert local.items == published
+
+
+async def test_a_batch_sent_twice_adds_nothing_twice(redis_prefix: tuple[str, str]) -> None:
+    """A batch whose reply was lost is sent again: Redis refuses the ids it already has."""
+    async with processes(redis_prefix) as [a, b], raw(redis_prefix) as r:
+        a.open("r")
+        published = publish_n(a, "r", 5)
+        await a.flush()
+        a._ops[:0] = [("add", "r", event) for event in published]  # the retry of that batch
+        published += publish_n(a, "r", 2, "more")
+        a.close("r")
+        await a.flush()
+        assert await r.xlen(a.key("r")) == 1 + 7 + 1  # start, events, end
+        assert await collect(b, "r", FROM_START) == published
