@@ -856,3 +856,114 @@ async def test_mixed_operations_on_one_thread_keep_the_invariants(store: Store) 
         assert sum(r.status == RunStatus.RUNNING for r in active) <= 1
         status = (await store.get_thread(tid)).status
         assert (status == ThreadStatus.BUSY) == bool(active), (tid, status, active)
+
+
+# ---- the two engines side by side ---------------------------------------------------------------
+
+
+class StepClock:
+    """``now_iso`` for ``scripted_session``: the time of the current step (every call of one
+    operation sees one time, however many times it asks)."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def __call__(self) -> str:
+        return f"2026-01-02T00:00:00.{self.step:06d}+00:00"
+
+
+async def scripted_session(store: Store, clock: StepClock) -> list[Any]:
+    """One session touching every method, with fixed ids; every result (or error) in order."""
+    out: list[Any] = []
+    n = 0
+
+    def run(thread_id: str, strategy: MultitaskStrategy = MultitaskStrategy.ENQUEUE) -> Run:
+        nonlocal n
+        n += 1
+        at = f"2026-01-01T00:00:{n:02d}.000000+00:00"
+        return Run(f"run-{n:02d}", thread_id, "a-1", "echo", RunStatus.PENDING,
+                   {"graph_id": "echo", "n": n}, {"input": {"k": [n, {"z": None}]}},
+                   strategy, at, at)
+
+    async def call(name: str, *args: Any, **kw: Any) -> Any:
+        clock.step += 1
+        try:
+            result = await getattr(store, name)(*args, **kw)
+        except Exception as exc:  # the error is part of the contract
+            result = ("raised", type(exc).__name__, str(exc))
+        out.append((name, result))
+        return result
+
+    await call("create_thread", "t1", {"user": "ann", "tags": ["a", "b"], "n": 1.5})
+    await call("create_thread", "t2", {"user": "bob", "nested": {"x": {"y": 1}}})
+    await call("create_thread", "t1", {})
+    await call("create_thread", "t1", {"other": 1}, if_exists="do_nothing")
+    await call("patch_thread_metadata", "t2", {"nested": {"x": 2}, "new": None})
+    await call("patch_thread_metadata", "nope", {"a": 1})
+    r1, r2, r3 = run("t1"), run("t1", MultitaskStrategy.INTERRUPT), run("t1")
+    await call("admit_run", r1, create_thread=False, start_if_idle=True)
+    await call("admit_run", r2, create_thread=False)
+    await call("admit_run", run("t1", MultitaskStrategy.REJECT), create_thread=False)
+    await call("admit_run", run("t9"), create_thread=False)
+    await call("admit_run", run("t2"), create_thread=False, require_interrupted=True)
+    await call("admit_run", r3, create_thread=False, start_if_idle=True)
+    await call("mark_running", r2.run_id)
+    await call("set_cancel_action", r1.run_id, CancelAction.INTERRUPT)
+    await call("finish_run", r1.run_id, "t1", RunStatus.INTERRUPTED,
+               ThreadOutcome(ThreadStatus.INTERRUPTED, {"msgs": ["hi"], "x": 1.25},
+                             {"task": [{"id": "i1", "value": {"q": "?"}}]}, None, "echo", "a-2"))
+    await call("finish_run", r1.run_id, "t1", RunStatus.SUCCESS, None)
+    await call("mark_running", r2.run_id)
+    await call("requeue_run", r2.run_id, 2)
+    await call("mark_running", r2.run_id)
+    await call("finish_run", r2.run_id, "t1", RunStatus.ERROR,
+               ThreadOutcome(ThreadStatus.ERROR, {"msgs": []}, {}, {"error": "E", "message": "m"}))
+    await call("set_cancel_action", r3.run_id, CancelAction.ROLLBACK)
+    await call("delete_run", r3.run_id, "t1",
+               ThreadOutcome(ThreadStatus.IDLE, {"msgs": ["restored"]}, {}))
+    await call("delete_run", r3.run_id, "t1")
+    await call("set_thread_state", "t2", {"v": {"deep": [1, 2]}}, {}, ThreadStatus.IDLE,
+               {"nested": None, "src": "copy"})
+    await call("admit_run", run("t3"), create_thread=True, thread_metadata={"made": "here"})
+    await call("get_thread", "t1")
+    await call("get_thread", "t2")
+    await call("get_thread", "t3")
+    await call("get_thread", "t9")
+    await call("get_run", r2.run_id)
+    await call("get_run", r2.run_id, "t2")
+    await call("list_runs", "t1", limit=10)
+    await call("list_runs", "t1", status="error")
+    await call("active_runs")
+    for kw in ({}, {"metadata": {"user": "ann"}}, {"metadata": {"tags": ["b"]}},
+               {"values": {"msgs": ["restored"]}}, {"status": "busy"}, {"ids": ["t3", "t1"]},
+               {"sort_by": "thread_id", "sort_order": "asc", "limit": 2},
+               {"sort_by": "updated_at", "offset": 1}, {"metadata": {"n": 2**63}}):
+        await call("search_threads", **kw)
+        if "ids" not in kw and "sort_by" not in kw:
+            await call("count_threads", **{k: v for k, v in kw.items() if k != "limit"})
+    await call("delete_thread", "t3")
+    await call("delete_thread", "t3")
+    await call("active_runs")
+    return out
+
+
+async def test_both_engines_return_the_same_results(
+    pg_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One scripted session on SQLite and on PostgreSQL, with the same clock: every result,
+    timestamps and error messages included, is equal."""
+    from runtime.store.postgres import PostgresStore
+    from runtime.store.sqlite import SqliteStore
+
+    results = []
+    for opener in (lambda: SqliteStore.open(tmp_path / "s.sqlite"),
+                   lambda: PostgresStore.open(pg_url)):
+        clock = StepClock()
+        monkeypatch.setattr("runtime.store.sqlite.now_iso", clock)
+        monkeypatch.setattr("runtime.store.postgres.now_iso", clock)
+        async with opener() as store:
+            results.append(await scripted_session(store, clock))
+    lite, pg = results
+    assert len(lite) == len(pg)
+    for step, (a, b) in enumerate(zip(lite, pg, strict=True)):
+        assert a == b, (step, a, b)
