@@ -305,11 +305,13 @@ class RedisStreamBridge(MemoryStreamBridge):
         super().abort(run_id)
 
     def discard(self, run_id: str) -> None:
-        """Close and drop the log at once: the Redis stream is replaced by a bare end marker,
-        so remote readers end and later joins get nothing."""
+        """Close and drop the log at once (a deleted or rolled-back run), on any process: the
+        Redis stream is replaced by a bare end marker (kept ``retention_s``), so readers
+        everywhere end and later joins get nothing, even when this process does not hold
+        the run (a finished run deleted through another process; the process that ran it
+        keeps serving its local copy to its own joins until ``retention_s``)."""
         log = self._logs.get(run_id)
-        if log is not None:
-            self._queue(("discard", run_id, f"{self._now_ms()}-{log.end + 1}"))
+        self._queue(("discard", run_id, f"{self._now_ms()}-{log.end + 1 if log else 1}"))
         super().discard(run_id)
 
     def _queue(self, op: _Op) -> None:

@@ -503,3 +503,17 @@ async def test_a_batch_sent_twice_adds_nothing_twice(redis_prefix: tuple[str, st
         await a.flush()
         assert await r.xlen(a.key("r")) == 1 + 7 + 1  # start, events, end
         assert await collect(b, "r", FROM_START) == published
+
+
+async def test_discard_on_any_process_forgets_the_stream(redis_prefix: tuple[str, str]) -> None:
+    """A finished run deleted through B (which never held it): joins anywhere get nothing."""
+    async with processes(redis_prefix, 3) as [a, b, c]:
+        a.open("r")
+        publish_n(a, "r", 3)
+        a.close("r")
+        await a.flush()
+        assert len(await collect(c, "r", FROM_START)) == 3
+        b.discard("r")
+        await b.flush()
+        assert await collect(c, "r", FROM_START) == []
+        assert await collect(b, "r", REPLAY) == []
