@@ -529,7 +529,13 @@ class RedisStreamBridge(MemoryStreamBridge):
                 return None
             replica.users += 1
             if not replica.ended:
-                await self._watch(replica)
+                try:
+                    await self._watch(replica)
+                except BaseException:  # cancelled: nobody will read it
+                    replica.users -= 1
+                    if replica.users == 0 and self._replicas.get(run_id) is replica:
+                        del self._replicas[run_id]
+                    raise
             return replica
 
     async def _load(self, replica: _Replica) -> None:

@@ -517,3 +517,23 @@ async def test_discard_on_any_process_forgets_the_stream(redis_prefix: tuple[str
         await b.flush()
         assert await collect(c, "r", FROM_START) == []
         assert await collect(b, "r", REPLAY) == []
+
+
+async def test_remote_subscribers_share_one_replica_dropped_with_the_last(
+    redis_prefix: tuple[str, str],
+) -> None:
+    async with processes(redis_prefix) as [a, b]:
+        a.open("r")
+        publish_n(a, "r", 3)
+        await a.flush()
+        consumers = [Consumer(b.subscribe("r", FROM_START)) for _ in range(10)]
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for c in consumers:
+                    tg.start_soon(c.run)
+                for c in consumers:
+                    await c.wait_for(3)
+                assert list(b._replicas) == ["r"] and b._replicas["r"].users == 10
+                tg.cancel_scope.cancel()  # every client disconnects
+        assert b._replicas == {}
+        a.close("r")
