@@ -51,7 +51,14 @@ from anyio.abc import TaskGroup
 from runtime.bridge.protocol import FROM_START, Cursor, StreamBridge
 from runtime.checkpointer import Saver, delete_run_checkpoints
 from runtime.completion import Completion
-from runtime.errors import BadRequest, NotFound, NothingToCancel, RunNotFound, Unavailable
+from runtime.errors import (
+    BadRequest,
+    InvalidRequest,
+    NotFound,
+    NothingToCancel,
+    RunNotFound,
+    Unavailable,
+)
 from runtime.graphs import GraphRegistry
 from runtime.ids import now_iso
 from runtime.run_result import finished_before_cancel, result_body, stored_result_body
@@ -344,7 +351,18 @@ class RunManager:
             else:
                 status = RunStatus.INTERRUPTED
             handle.result_body = result_body(result, outcome)
-            await self.store.finish_run(run.run_id, run.thread_id, status, outcome)
+            try:
+                await self.store.finish_run(run.run_id, run.thread_id, status, outcome)
+            except InvalidRequest as exc:  # an output the store cannot keep (U+0000 on PG)
+                error = {"error": "InvalidRequest",
+                         "message": f"The run's output cannot be stored: {exc}"}
+                logger.warning("run %s: %s", run.run_id, error["message"])
+                status = RunStatus.ERROR
+                outcome = ThreadOutcome(ThreadStatus.ERROR, None, {}, error, run.graph_id,
+                                        run.assistant_id)
+                handle.result_body = dumps({"__error__": error})
+                self.bridge.publish(run.run_id, "error", dumps(error))
+                await self.store.finish_run(run.run_id, run.thread_id, status, outcome)
             handle.run = run.replace(status=status, updated_at=now_iso())
             if run.on_completion == "delete":
                 await self._delete_thread_data(run.thread_id)

@@ -23,6 +23,7 @@ TEST_GRAPHS = {
     "echo": str(ROOT / "tests/graphs/echo.py") + ":graph",
     "fail": str(ROOT / "tests/graphs/fail.py") + ":graph",
     "fail_late": str(ROOT / "tests/graphs/fail_late.py") + ":graph",
+    "nul_output": str(ROOT / "tests/graphs/nul_output.py") + ":graph",
     "hitl": str(ROOT / "tests/graphs/hitl.py") + ":graph",
     "subgraph": str(ROOT / "tests/graphs/subgraph.py") + ":graph",
     "subgraph_hitl": str(ROOT / "tests/graphs/subgraph_hitl.py") + ":graph",

@@ -27,8 +27,11 @@ Invariants:
 
 Deliberate differences from the SQLite store:
 1. JSON is ``jsonb`` (postgres_schema.py, difference 1): key order and number spelling are not
-   kept, and a value holding U+0000 is refused with ``InvalidRequest`` (admission: 422; a run's
-   outcome: the finalization raises) where SQLite would store it.
+   kept. A client's value holding U+0000 is refused with ``InvalidRequest`` (422 at
+   admission, thread create and patch) where SQLite would store it; in the copy of a thread's
+   state the store keeps (``values``, ``interrupts``, ``error``) U+0000 is written as U+FFFD,
+   since the checkpointer keeps the exact state and a refusal would leave the thread unable to
+   finish any later run.
 2. Operations run concurrently on up to ``max_size`` pooled connections, not one at a time on
    one lane, and there is no group commit. A cancelled caller stops waiting; its transaction
    is rolled back unless its COMMIT had already been sent (callers that must know the outcome
@@ -168,8 +171,8 @@ class PostgresStore:
         ``metadata`` is applied as a JSON merge patch (SQLite's ``json_patch``). A missing
         thread is left missing."""
         now = now_iso()
-        values_json = to_jsonb(values, "values")
-        interrupts_json = to_jsonb(interrupts, "interrupts")
+        values_json = to_jsonb(values, "values", replace_nul=True)
+        interrupts_json = to_jsonb(interrupts, "interrupts", replace_nul=True)
         async with self._tx() as conn:
             cur = await conn.execute(
                 "SELECT metadata FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
@@ -306,7 +309,7 @@ class PostgresStore:
             True if this call moved the run to ``status``.
 
         Raises:
-            InvalidRequest: the outcome holds U+0000 (nothing written).
+            InvalidRequest: never for U+0000 in the outcome (written as U+FFFD).
         """
         rows = await self._fetchall(
             "SELECT gw_finish_run_v1(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, "
@@ -411,5 +414,7 @@ def _outcome_args(outcome: ThreadOutcome | None) -> tuple[Any, ...]:
         return (False, None, None, None, None, None)
     patch = {k: v for k, v in (("graph_id", outcome.graph_id),
                                ("assistant_id", outcome.assistant_id)) if v}
-    return (True, to_jsonb(outcome.values, "values"), to_jsonb(outcome.interrupts, "interrupts"),
-            to_jsonb(outcome.error, "error"), outcome.status, to_jsonb(patch, "metadata"))
+    return (True, to_jsonb(outcome.values, "values", replace_nul=True),
+            to_jsonb(outcome.interrupts, "interrupts", replace_nul=True),
+            to_jsonb(outcome.error, "error", replace_nul=True), outcome.status,
+            to_jsonb(patch, "metadata"))

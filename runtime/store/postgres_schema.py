@@ -18,7 +18,8 @@ Deliberate differences from the SQLite schema (runtime/store/sqlite_schema.py):
    sorted by length, then bytes, as from the reference) nor the spelling of numbers
    (``1e+20`` comes back ``100000000000000000000``, read back as the same float; ``-0.0`` as
    ``0.0``), and it cannot hold U+0000: ``to_jsonb`` refuses such a value with
-   ``InvalidRequest`` before it reaches the database.
+   ``InvalidRequest`` before it reaches the database, or (``replace_nul``, for the store's
+   copy of a thread's state) writes it as U+FFFD.
 2. ``thread_id``/``status`` compare with ``COLLATE "C"`` (bytes, as SQLite) so sorting by
    them does not depend on the database's locale.
 3. Timestamps stay the ISO-8601 text the runtime writes (``runtime.ids.now_iso``), so both
@@ -30,6 +31,7 @@ Deliberate differences from the SQLite schema (runtime/store/sqlite_schema.py):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -249,8 +251,18 @@ THREAD_COLS = (
 ACTIVE = "('pending', 'running')"
 
 
-def to_jsonb(value: Any, field: str) -> str | None:
+# ``\u0000`` as an escape (an odd number of backslashes), not a literal backslash + "u0000"
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def to_jsonb(value: Any, field: str, *, replace_nul: bool = False) -> str | None:
     """``value`` as JSON text for a ``%s::jsonb`` parameter (None stays SQL NULL).
+
+    Args:
+        replace_nul: write U+0000 as U+FFFD instead of refusing it: for the copies of a
+            thread's state the store keeps (``values``, ``interrupts``, ``error``), whose
+            truth is in the checkpointer, which keeps U+0000; refusing them would leave the
+            thread unable to finish any run.
 
     Raises:
         InvalidRequest: the value holds U+0000 (in a string or a key), which jsonb cannot
@@ -259,8 +271,11 @@ def to_jsonb(value: Any, field: str) -> str | None:
     if value is None:
         return None
     text = orjson.dumps(value)
-    if b"\\u0000" in text:
-        raise InvalidRequest(f"{field}: PostgreSQL cannot store the character U+0000 (\\u0000)")
+    if b"\\u0000" in text and _NUL_ESCAPE.search(text):
+        if not replace_nul:
+            raise InvalidRequest(
+                f"{field}: PostgreSQL cannot store the character U+0000 (\\u0000)")
+        text = _NUL_ESCAPE.sub(lambda m: m.group(0)[:-6] + b"\\ufffd", text)
     return text.decode()
 
 

@@ -134,3 +134,27 @@ def test_js_sdk_suite_on_postgres_and_redis(
     """The whole JS SDK suite (2.x) against a gateway on PostgreSQL + Redis."""
     server = make_gateway(**engines).start()
     run_js_suite(server.url, server_log=server.log)
+
+
+@pytest.mark.timeout(60)
+async def test_an_output_with_u0000_on_postgres(
+    make_gateway: MakeGateway, engines: dict[str, str],
+) -> None:
+    """jsonb refuses U+0000. A run whose output holds it must still finish (not stay
+    ``running``); the state endpoints answer it exactly (the checkpointer keeps it), the
+    thread's stored copy has U+FFFD, and the thread goes on."""
+    server = make_gateway(**engines).start()
+    client = get_client(url=server.url)
+    thread_id = str((await client.threads.create())["thread_id"])
+    with anyio.fail_after(20):
+        body = await client.runs.wait(thread_id, "nul_output", input=user("x"))
+    assert body["messages"][-1]["content"] == "nul:\x00:end"
+    assert [r["status"] for r in await client.runs.list(thread_id)] == ["success"]
+    state = await client.threads.get_state(thread_id)
+    assert state["values"]["messages"][-1]["content"] == "nul:\x00:end"
+    thread = await client.threads.get(thread_id)
+    assert thread["values"]["messages"][-1]["content"] == "nul:\ufffd:end"
+    after = await client.runs.wait(thread_id, "echo", input=user("next"))
+    assert after["messages"][-1]["content"] == "echo: next"
+    r = await client.http.client.post("/threads", json={"metadata": {"k": "\x00"}})
+    assert r.status_code == 422 and "U+0000" in r.json()["detail"]

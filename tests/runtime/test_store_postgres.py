@@ -135,8 +135,9 @@ async def test_two_pools_share_invariant_1_and_admission(pg_url: str) -> None:
 
 
 async def test_u0000_is_refused_before_anything_is_stored(pg_url: str) -> None:
-    """jsonb cannot hold U+0000: a 422 naming the field (SQLite stores it; postgres.py
-    difference 1), nothing half-written; a filter holding it matches nothing."""
+    """jsonb cannot hold U+0000: a client's value gets a 422 naming the field (SQLite stores
+    it; postgres.py difference 1), nothing half-written; a run's output is kept with U+FFFD;
+    a filter holding it matches nothing."""
     async with PostgresStore.open(pg_url) as store:
         with pytest.raises(InvalidRequest, match="metadata: PostgreSQL cannot store"):
             await store.create_thread("t1", {"k": "a\x00b"})
@@ -147,11 +148,14 @@ async def test_u0000_is_refused_before_anything_is_stored(pg_url: str) -> None:
         ok = new_run("t1")
         await store.admit_run(ok, create_thread=True)
         await store.mark_running(ok.run_id)
-        with pytest.raises(InvalidRequest, match="values: PostgreSQL cannot store"):
-            await store.finish_run(ok.run_id, "t1", RunStatus.SUCCESS,
-                                   ThreadOutcome(ThreadStatus.IDLE, {"\x00": 1}, {}))
+        # the store's copy of a thread's state writes U+0000 as U+FFFD (the checkpointer
+        # keeps the exact state): a run's output never leaves it unable to finish
+        assert await store.finish_run(ok.run_id, "t1", RunStatus.SUCCESS, ThreadOutcome(
+            ThreadStatus.IDLE, {"\x00": 1, "text": "a\x00b", "raw": "a\\u0000b"}, {}))
         got = await store.get_run(ok.run_id)
-        assert got is not None and got.status == RunStatus.RUNNING
+        assert got is not None and got.status == RunStatus.SUCCESS
+        thread = await store.get_thread("t1")
+        assert thread.values == {"\ufffd": 1, "text": "a\ufffdb", "raw": "a\\u0000b"}
         threads, more = await store.search_threads(metadata={"k": "\x00"})
         assert (threads, more) == ([], False)
         assert await store.count_threads(values={"\x00": 1}) == 0
