@@ -4,9 +4,10 @@ processes share run streams (``redis_url``; design.md 9, scale-out.md (b) step 8
 What it owns: the Redis copy of every run log this process publishes, and the reading of run
 logs that other processes publish. The process that executes a run publishes into its local
 in-memory log (``MemoryStreamBridge``: local subscribers are served from memory with no Redis
-round trip) and a flusher task (``run``) copies each event into Redis in pipelined batches. A
-subscription to a run that is not in local memory reads the run's Redis Stream: replay after
-the cursor, then live, until the end marker.
+round trip) and a flusher task (``run``) copies each event into Redis in pipelined batches (one
+Lua call per run per batch appends its events, trims and rolls the TTL). A subscription to a
+run that is not in local memory reads the run's Redis Stream: replay after the cursor, then
+live, until the end marker.
 
 Key layout (``key_prefix`` defaults to ``gw:``):
 
@@ -36,8 +37,8 @@ Invariants (in addition to runtime/bridge/memory.py's, which local subscribers g
    the run's stream first (a run re-executed after a crash), as sqlite.py invariant 1.
 2. Redis holds exactly what the local log holds: events the local log has dropped
    (``max_events_per_run`` or ``max_bytes_per_run``) are trimmed from the stream with an exact
-   ``XTRIM MINID <first retained id>`` at the next batch; ``XADD MAXLEN ~ max_events_per_run``
-   bounds it too when the local log is gone. So the stream is bounded in bytes as the memory
+   ``XTRIM MINID <first retained id>`` in the next batch; ``XADD MAXLEN ~ max_events_per_run
+   + 2`` bounds it too when the local log is gone. So the stream is bounded in bytes as the memory
    log is (the newest event always stays, plus the markers).
 3. Ordering: Redis ops (delete + start marker, events, end marker, trims, TTLs) are queued in
    the order ``open``/``publish``/``close`` happened and sent in that order on one pipeline;
@@ -80,6 +81,8 @@ Limits:
    an id at or below the stream's top is refused by Redis and logged at debug level.
 8. A run only ``announce``d (admitted, not yet executed) has a stream that nobody refreshes:
    joins of a run pending longer than ``live_ttl_s`` end with a gap.
+9. Memory: a process holds a replica of every remote run it has subscribers for, bounded as
+   the owner's log (``max_events_per_run``, ``max_bytes_per_run``).
 
 Deliberate differences from the reference:
 1. Ids are today's ``<ms>-<seq>`` given explicitly to ``XADD`` (the reference's v2 streams use
