@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from runtime.bridge.protocol import FROM_START, REPLAY, BridgeLimits, parse_last_event_id
+from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits, parse_last_event_id
 from runtime.types import StreamEvent, StreamGap
 from tests.contract.bridges import (
     KINDS,
@@ -272,3 +272,49 @@ async def test_unknown_run_yields_nothing(make: MakeBridges) -> None:
     async with make() as b:
         for cursor in (FROM_START, REPLAY, (1, 1)):
             assert await collect(b.reader, "nope", cursor, timeout_s=2) == []
+
+
+async def test_live_cursor_gets_only_later_events(make: MakeBridges) -> None:
+    async with make() as b:
+        b.writer.open("r")
+        before = publish_n(b.writer, "r", 5, "before")
+        await b.settle()
+        live = Consumer(b.reader.subscribe("r", LIVE))
+        later: list[StreamEvent] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(live.run)
+                while not live.items:  # a remote LIVE starts at its first read: publish on
+                    later += publish_n(b.writer, "r", 1, "after")
+                    await anyio.sleep(0.01)
+                b.writer.close("r")
+                await within(5, live.done)
+        assert live.items == later[-len(live.items):]
+        assert not {e.id for e in before} & {e.id for e in live.items if isinstance(e, StreamEvent)}
+
+
+async def test_bare_ms_cursor_resumes_before_every_event_of_that_ms(make: MakeBridges) -> None:
+    async with make() as b:
+        b.writer.open("r")
+        published = publish_n(b.writer, "r", 3, "a")
+        while True:  # poll: the clock is the subject (a new ms for the next events)
+            if time.time_ns() // 1_000_000 > published[-1].ms:
+                break
+            await anyio.sleep(0.001)
+        published += publish_n(b.writer, "r", 3, "b")
+        b.writer.close("r")
+        await b.settle()
+        ms = published[3].ms
+        expected = [e for e in published if e.ms >= ms]
+        assert await collect(b.reader, "r", parse_last_event_id(str(ms))) == expected
+
+
+async def test_log_is_bounded_in_bytes(make: MakeBridges) -> None:
+    async with make(BridgeLimits(max_bytes_per_run=1000)) as b:
+        b.writer.open("r")
+        published = publish_n(b.writer, "r", 10, "x" * 390)  # ~400 bytes each
+        b.writer.close("r")
+        await b.settle()
+        kept = published[-2:]
+        assert sum(len(e.data) for e in kept) <= 1000 < sum(len(e.data) for e in published[-3:])
+        assert await collect(b.reader, "r", FROM_START) == [StreamGap("-1", kept[0].id, 8), *kept]
