@@ -97,7 +97,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, Protocol, overload
 
@@ -148,26 +148,30 @@ class _OpenRun(Protocol):
     def __call__(self, run_id: str, thread_id: str | None = None) -> None: ...
 
 
+class _Connect(Protocol):
+    def __call__(
+        self, url: str, limits: BridgeLimits, *, key_prefix: str = ...,
+        client_name: str | None = ..., **options: Any,
+    ) -> AbstractAsyncContextManager[RedisStreamBridge]: ...
+
+
 class _OpenMethod:
     """``open`` is two things: on the class, ``RedisStreamBridge.open(url, limits,
     key_prefix=...)`` is ``connect`` (an async context manager, the runtime's call); on an
     instance, ``bridge.open(run_id, thread_id)`` is the StreamBridge method (``open_run``)."""
 
     @overload
-    def __get__(
-        self, obj: None, owner: type[RedisStreamBridge]
-    ) -> Callable[..., AbstractAsyncContextManager[RedisStreamBridge]]: ...
+    def __get__(self, obj: None, owner: type[RedisStreamBridge]) -> _Connect: ...
 
     @overload
     def __get__(self, obj: RedisStreamBridge, owner: type[Any] | None = None) -> _OpenRun: ...
 
     def __get__(
         self, obj: RedisStreamBridge | None, owner: type[Any] | None = None
-    ) -> Callable[..., AbstractAsyncContextManager[RedisStreamBridge]] | _OpenRun:
+    ) -> _Connect | _OpenRun:
         if obj is None:
             assert owner is not None
-            connect: Callable[..., AbstractAsyncContextManager[RedisStreamBridge]]
-            connect = owner.connect
+            connect: _Connect = owner.connect
             return connect
         return obj.open_run
 
