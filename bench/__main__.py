@@ -1,9 +1,10 @@
 """``python -m bench [--quick] [--no-reference] [--no-sqlite-bridge] [--only a,b]``: the benchmark.
 
 Order: our gateway (``bench/config.yaml``, data in a temp folder) through every scenario; our
-gateway with ``bridge: sqlite`` through the scenarios that publish events; the reference
-``langgraph dev`` (installed into ``bench/.venv-ref`` on first use) through the same scenarios;
-then the physical limits. Prints the table and the issue-6 targets and writes
+gateway with ``bridge: sqlite`` through the scenarios that publish events; our gateway on
+PostgreSQL + Redis (one process, a database and key prefix of its own) through the same; the
+reference ``langgraph dev`` (installed into ``bench/.venv-ref`` on first use) through the same
+scenarios; then the physical limits. Prints the table and the issue-6 targets and writes
 ``bench/results/<timestamp>.json``.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from bench.budget import FULL, QUICK, Budget
 from bench.client import Clients
+from bench.engines import EnginesUnavailable, engines
 from bench.growth import growth
 from bench.limits import measure_limits
 from bench.reference import ensure_reference, reference_version
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also benchmark langgraph dev (installed on first use)")
     parser.add_argument("--sqlite-bridge", action=argparse.BooleanOptionalAction, default=True,
                         help="also benchmark our gateway with bridge: sqlite (durable events)")
+    parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True,
+                        help="also benchmark our gateway on PostgreSQL + Redis (one process; "
+                             "a database of its own is created and dropped)")
     parser.add_argument("--only", default=",".join(SCENARIOS + ("limits",)),
                         help="comma list of: " + ", ".join(SCENARIOS + ("limits",)))
     parser.add_argument("--keep-tmp", action="store_true", help="keep data folders and logs")
@@ -101,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             print("our gateway, bridge: sqlite ...", flush=True)
             results["ours_sqlite"] = _run_server(lambda: start_gateway(tmp, "sqlite"), b,
                                                  only & SQLITE_BRIDGE_SCENARIOS)
+        if args.postgres and only & SQLITE_BRIDGE_SCENARIOS:
+            print("our gateway, PostgreSQL + Redis ...", flush=True)
+            try:
+                with engines() as env:
+                    results["ours_pg"] = _run_server(
+                        lambda: start_gateway(tmp, "redis", env), b,
+                        only & SQLITE_BRIDGE_SCENARIOS)
+            except EnginesUnavailable as exc:
+                notes.append(f"PostgreSQL + Redis skipped: {exc}")
+                print(notes[-1], flush=True)
         if args.reference:
             langgraph, why = ensure_reference()
             if langgraph is None:

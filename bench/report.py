@@ -102,26 +102,30 @@ def _ratio(a: Any, b: Any) -> str:
 
 
 def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One dict per row: scenario, ours, ours with ``bridge: sqlite``, reference, limit, ratios."""
+    """One dict per row: scenario, ours, ours with ``bridge: sqlite``, ours on PostgreSQL +
+    Redis (one process), reference, limit, ratios."""
     rows = []
     for label, path, limit_path in ROWS:
         ours = dig(results.get("ours"), path) if path else None
         ours_sqlite = dig(results.get("ours_sqlite"), path) if path else None
+        ours_pg = dig(results.get("ours_pg"), path) if path else None
         ref = dig(results.get("reference"), path) if path else None
         limit = dig(results.get("limits"), limit_path) if limit_path else None
         rows.append({"scenario": label, "ours": ours, "ours_sqlite": ours_sqlite,
                      "reference": ref, "limit": limit,
                      "ours_over_limit": _ratio(ours, limit), "ours_over_ref": _ratio(ours, ref),
-                     "sqlite_over_memory": _ratio(ours_sqlite, ours)})
+                     "sqlite_over_memory": _ratio(ours_sqlite, ours),
+                     "ours_pg": ours_pg, "pg_over_sqlite": _ratio(ours_pg, ours)})
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = ["scenario", "ours", "reference", "limit", "ours/limit", "ours/ref",
-            "ours, sqlite bridge", "sqlite/memory"]
+            "ours, sqlite bridge", "sqlite/memory", "ours, PG + Redis", "PG/SQLite"]
     body = [[r["scenario"], _fmt(r["ours"]), _fmt(r["reference"]), _fmt(r["limit"]),
              r["ours_over_limit"], r["ours_over_ref"], _fmt(r.get("ours_sqlite")),
-             r.get("sqlite_over_memory", "-")] for r in rows]
+             r.get("sqlite_over_memory", "-"), _fmt(r.get("ours_pg")),
+             r.get("pg_over_sqlite", "-")] for r in rows]
     widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]

@@ -122,12 +122,15 @@ class Server:
                 pass
 
 
-def start_gateway(tmp: Path, bridge: str = "memory") -> Server:
+def start_gateway(tmp: Path, bridge: str = "memory",
+                  engines: dict[str, str] | None = None) -> Server:
     """``gateway serve --config bench/config.yaml`` with its data in ``tmp/gateway-<bridge>``
-    and the stream bridge ``bridge`` (``memory`` or ``sqlite``)."""
+    and the stream bridge ``bridge`` (``memory``, ``sqlite`` or ``redis``); ``engines`` adds
+    environment settings (``GATEWAY_DATABASE_URL``, ``GATEWAY_REDIS_URL`` ...)."""
     cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(BENCH / "config.yaml"),
            "--port", "{port}", "--log-level", "warning"]
-    env = {"GATEWAY_DATA_DIR": str(tmp / f"gateway-{bridge}"), "GATEWAY_BRIDGE": bridge}
+    env = {"GATEWAY_DATA_DIR": str(tmp / f"gateway-{bridge}"), "GATEWAY_BRIDGE": bridge,
+           **(engines or {})}
     name = "ours" if bridge == "memory" else f"ours-{bridge}"
     return Server(name, cmd, ROOT, tmp / f"{name}.log", env).wait_ready()
 

@@ -26,7 +26,8 @@
 A ``langgraph.json`` contributes ``graphs`` and ``env`` (a file path or a mapping). Relative paths
 resolve against the config file's folder. Environment overrides: ``GATEWAY_DATA_DIR``,
 ``GATEWAY_HOST``, ``GATEWAY_PORT``, ``GATEWAY_MAX_CONCURRENT_RUNS``, ``GATEWAY_BRIDGE``,
-``GATEWAY_MAX_BODY_MB``, ``GATEWAY_DATABASE_URL``, ``GATEWAY_REDIS_URL``.
+``GATEWAY_MAX_BODY_MB``, ``GATEWAY_DATABASE_URL``, ``GATEWAY_REDIS_URL``,
+``GATEWAY_REDIS_KEY_PREFIX``.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ _ENV_OVERRIDES = {
     "GATEWAY_BRIDGE": "bridge",
     "GATEWAY_DATABASE_URL": "database_url",
     "GATEWAY_REDIS_URL": "redis_url",
+    "GATEWAY_REDIS_KEY_PREFIX": "redis_key_prefix",
     "GATEWAY_MAX_BODY_MB": "max_body_mb",
 }
 
