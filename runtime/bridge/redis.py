@@ -18,9 +18,10 @@ Key layout (``key_prefix`` defaults to ``gw:``):
     attempt: a join between ``open`` and the first event waits instead of ending; ``announce``
     writes one at admission for a run another process may execute), and one end
     marker ``<ms>-<last seq + 1> {end: closed|aborted}`` written by ``close`` / ``abort`` /
-    ``discard``. While the run is live the key has a rolling TTL of ``live_ttl_s`` (refreshed
-    with every batch and every ``live_ttl_s / 4`` for every open run, so a crashed owner's
-    stream still expires); after the end marker, ``retention_s``.
+    ``discard`` (or with a Redis-made id by ``end_stream``, for a run whose owner died).
+    While the run is live the key has a rolling TTL of ``live_ttl_s`` (refreshed with every
+    batch and every ``live_ttl_s / 4`` for every open run, so a crashed owner's stream still
+    expires); after the end marker, ``retention_s``.
 
 Reader design: ONE READER TASK PER PROCESS (inside ``run``) serves every remote subscriber.
 The first subscription to a remote run loads the stream (``XRANGE`` in chunks) into a local
@@ -289,6 +290,21 @@ class RedisStreamBridge(MemoryStreamBridge):
                 return False
         logger.warning("announcing the stream of run_id %s timed out", run_id)
         return False
+
+    async def end_stream(self, run_id: str, *, aborted: bool = False) -> None:
+        """End the stream of a run that this process does not hold (the sweeper finishing a
+        dead owner's run, scale-out.md (b) step 7): an end marker (``XADD *``, above any id,
+        ``NOMKSTREAM``: a missing stream stays missing) and the ``retention_s`` TTL, so readers
+        everywhere end (``StreamAborted`` with ``aborted``) instead of waiting for the TTL.
+
+        Raises:
+            redis.exceptions.RedisError: Redis did not take it.
+        """
+        key = self.key(run_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, {_FIELD_END: _ABORTED if aborted else _CLOSED}, nomkstream=True)
+            pipe.pexpire(key, max(1, int(self.limits.retention_s * 1000)))
+            await pipe.execute()
 
     def publish(self, run_id: str, event: str, data: bytes) -> StreamEvent | None:
         """Publish in memory and queue the event for Redis (never waits, never raises)."""

@@ -537,3 +537,26 @@ async def test_remote_subscribers_share_one_replica_dropped_with_the_last(
                 tg.cancel_scope.cancel()  # every client disconnects
         assert b._replicas == {}
         a.close("r")
+
+
+async def test_end_stream_of_a_dead_owners_run_ends_its_readers(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """A dies mid-run (no end marker); the sweeper on C ends the stream: B's readers end, a
+    later join replays and ends; a missing stream stays missing."""
+    async with processes(redis_prefix, 3) as [a, b, c], raw(redis_prefix) as r:
+        a.open("r")
+        published = publish_n(a, "r", 3)
+        await a.flush()
+        reader = Consumer(b.subscribe("r", FROM_START))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader.run)
+                await reader.wait_for(3)
+                await c.end_stream("r")
+                await within(5, reader.done)
+        assert reader.items == published and not reader.aborted
+        assert await collect(b, "r", FROM_START) == published
+        assert 0 < await r.pttl(c.key("r")) <= 120_000
+        await c.end_stream("gone")
+        assert not await r.exists(c.key("gone"))
