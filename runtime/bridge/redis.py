@@ -689,10 +689,13 @@ class RedisStreamBridge(MemoryStreamBridge):
 
     async def _check_gone(self, watched: dict[str, _Replica]) -> None:
         now = time.monotonic()
-        idle = [r for r in watched.values()
-                if not r.ended and now - r.last_ok >= self.block_ms / 1000]
+        period_s = self.block_ms / 1000
+        idle = [r for r in watched.values()  # quiet for a block, not checked for a block
+                if not r.ended and now - max(r.last_ok, r.last_check) >= period_s]
         if not idle:
             return
+        for replica in idle:
+            replica.last_check = now
         async with self._redis.pipeline(transaction=False) as pipe:
             for replica in idle:
                 pipe.exists(replica.key)
@@ -718,7 +721,7 @@ class _Replica:
     """
 
     __slots__ = ("key", "limits", "log", "pos", "users", "loaded", "missing", "failed",
-                 "ended", "vanished", "last_ok", "gone_since")
+                 "ended", "vanished", "last_ok", "last_check", "gone_since")
 
     def __init__(self, key: str, limits: BridgeLimits) -> None:
         self.key = key
@@ -728,7 +731,8 @@ class _Replica:
         self.users = 0
         self.loaded = anyio.Event()
         self.missing = self.failed = self.ended = self.vanished = False
-        self.last_ok = time.monotonic()
+        self.last_ok = time.monotonic()  # last sign of the stream (an entry, EXISTS)
+        self.last_check = 0.0  # last EXISTS sent
         self.gone_since: float | None = None
 
     def _new_log(self) -> _RunLog:
