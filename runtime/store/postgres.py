@@ -52,6 +52,7 @@ from psycopg_pool import AsyncConnectionPool
 from runtime.errors import BadRequest, ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.ids import now_iso
 from runtime.store.filters import thread_order
+from runtime.store.postgres_claims import PostgresClaims
 from runtime.store.postgres_schema import (
     ACTIVE,
     RUN_COLS,
@@ -59,6 +60,7 @@ from runtime.store.postgres_schema import (
     loads_json,
     merge_patch,
     migrate,
+    outcome_args,
     run_from_row,
     thread_filters,
     thread_from_row,
@@ -70,21 +72,27 @@ from runtime.types import ThreadStatus as TS
 Conn = AsyncConnection[tuple[Any, ...]]
 
 
-class PostgresStore:
-    """RunStore + ThreadStore over a PostgreSQL connection pool. Open with
-    ``PostgresStore.open``."""
+class PostgresStore(PostgresClaims):
+    """RunStore + ThreadStore (+ RunClaims, postgres_claims.py) over a PostgreSQL connection
+    pool. Open with ``PostgresStore.open``."""
 
-    def __init__(self, pool: AsyncConnectionPool[Conn]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Conn], *, notify: bool = False) -> None:
         self._pool = pool
+        self._admit_fn = "gw_admit_run_notify_v1" if notify else "gw_admit_run_v1"
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, url: str, *, min_size: int = 1, max_size: int = 10
+        cls, url: str, *, min_size: int = 1, max_size: int = 10, notify: bool = False
     ) -> AsyncIterator[PostgresStore]:
         """Connect to ``url`` (``postgresql://user@host:port/db``), create or migrate the
         schema (safe when several processes start at once: postgres_schema.py invariant 2),
         and close the pool on exit.
+
+        Args:
+            notify: an admission of a due pending run also notifies ``RUNS_CHANNEL`` in its
+                transaction (for claimers in other processes: postgres_claims.py invariant 6);
+                off for the single-process gateway, whose scheduler is woken in memory.
 
         Raises:
             psycopg.OperationalError: the database is unreachable or refuses the connection
@@ -100,7 +108,7 @@ class PostgresStore:
         )
         await pool.open(wait=True)
         try:
-            yield cls(pool)
+            yield cls(pool, notify=notify)
         finally:
             await pool.close()
 
@@ -259,7 +267,7 @@ class PostgresStore:
         thread_meta = to_jsonb(thread_metadata or {}, "metadata")
         try:
             rows = await self._fetchall(
-                f"SELECT {RUN_COLS} FROM gw_admit_run_v1(%s, %s, %s, %s, %s, %s::jsonb, "
+                f"SELECT {RUN_COLS} FROM {self._admit_fn}(%s, %s, %s, %s, %s, %s::jsonb, "
                 "%s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
                 (
                     run.run_id, run.thread_id, run.assistant_id, run.graph_id, run.status,
@@ -313,14 +321,17 @@ class PostgresStore:
         """
         rows = await self._fetchall(
             "SELECT gw_finish_run_v1(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, "
-            "%s::jsonb)", (run_id, thread_id, status, now_iso(), *_outcome_args(outcome)))
+            "%s::jsonb)", (run_id, thread_id, status, now_iso(), *outcome_args(outcome)))
         return bool(rows[0][0])
 
     async def set_cancel_action(self, run_id: str, action: CancelAction) -> bool:
-        """Record the durable cancel intent of an active run; False if it is not active."""
+        """Record the durable cancel intent of an active run; False if it is not active. The
+        first request's instant (DB clock) is kept in ``cancel_requested_at`` (the sweep's
+        grace for a pending run whose canceller died: postgres_claims.py)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"UPDATE runs SET cancel_action = %s, updated_at = %s "
+                "UPDATE runs SET cancel_action = %s, updated_at = %s, "
+                "cancel_requested_at = COALESCE(cancel_requested_at, now()) "
                 f"WHERE run_id = %s AND status IN {ACTIVE}", (action, now_iso(), run_id))
             return cur.rowcount > 0
 
@@ -375,7 +386,7 @@ class PostgresStore:
         rollback left), in one transaction; False if absent."""
         rows = await self._fetchall(
             "SELECT gw_delete_run_v1(%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s, "
-            "%s::jsonb)", (run_id, thread_id, now_iso(), *_outcome_args(outcome)))
+            "%s::jsonb)", (run_id, thread_id, now_iso(), *outcome_args(outcome)))
         return bool(rows[0][0])
 
 
@@ -404,17 +415,3 @@ async def _has_active(conn: Conn, thread_id: str) -> bool:
     cur = await conn.execute(
         f"SELECT 1 FROM runs WHERE thread_id = %s AND status IN {ACTIVE} LIMIT 1", (thread_id,))
     return await cur.fetchone() is not None
-
-
-def _outcome_args(outcome: ThreadOutcome | None) -> tuple[Any, ...]:
-    """``(set, values, interrupts, error, rest, metadata patch)`` of ``gw_thread_after_run_v1``
-    (postgres_schema.py): encoded before the call, so a value jsonb refuses raises before
-    anything is written."""
-    if outcome is None:
-        return (False, None, None, None, None, None)
-    patch = {k: v for k, v in (("graph_id", outcome.graph_id),
-                               ("assistant_id", outcome.assistant_id)) if v}
-    return (True, to_jsonb(outcome.values, "values", replace_nul=True),
-            to_jsonb(outcome.interrupts, "interrupts", replace_nul=True),
-            to_jsonb(outcome.error, "error", replace_nul=True), outcome.status,
-            to_jsonb(patch, "metadata"))

@@ -40,7 +40,15 @@ from psycopg import AsyncConnection
 
 from runtime.errors import InvalidRequest
 from runtime.store.filters import check_filter
-from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, Thread, ThreadStatus
+from runtime.types import (
+    CancelAction,
+    MultitaskStrategy,
+    Run,
+    RunStatus,
+    Thread,
+    ThreadOutcome,
+    ThreadStatus,
+)
 
 SCHEMA_LOCK = 0x6777_7374_6F72_6501
 """``pg_advisory_xact_lock`` key held while the schema is created or migrated."""
@@ -153,6 +161,179 @@ BEGIN
 END $fn$;
 """
 
+RUNS_CHANNEL = "gw_runs"
+"""``LISTEN``/``NOTIFY`` channel that announces runs which may have become claimable (empty
+payload; NOTIFY fires at COMMIT, so it never advertises an uncommitted run)."""
+
+# Claims and leases (schema version 2; postgres_claims.py documents the design). Every lease
+# instant comes from the database clock (``now()``: the transaction's start); ``updated_at`` stays
+# the runtime's ISO text as in version 1. Lock order everywhere is the thread row, then run rows
+# (postgres.py invariant 4); the claim and the sweep take both with SKIP LOCKED, so they never
+# wait on a row lock. Version 2 adds functions only, no column and no index:
+# - a column added to ``runs`` breaks every version-1 session still connected (its cached
+#   ``gw_admit_run_v1`` keeps the old row type of ``runs[]``: "structure of query does not match
+#   function result type" on each admission until it reconnects), so a rolling deploy cannot add
+#   one; the columns the claims need were created by version 1;
+# - the sweep's scan of running runs uses ``runs_one_running`` (one entry per running run), the
+#   claim's scan of pending heads ``runs_thread_active``/``runs_active``: a further index would
+#   only slow every status change of the single-process gateway.
+MIGRATION_V2 = """
+-- admit_run, then wake the claimers if the new run is pending, due and first in line
+CREATE OR REPLACE FUNCTION gw_admit_run_notify_v1(
+    p_run text, p_thread text, p_assistant text, p_graph text, p_status text,
+    p_metadata jsonb, p_kwargs jsonb, p_strategy text, p_created_at text, p_updated_at text,
+    p_attempt integer, p_cancel_action text, p_on_completion text, p_not_before text,
+    p_create_thread boolean, p_thread_meta jsonb, p_require_interrupted boolean,
+    p_start_if_idle boolean
+) RETURNS SETOF runs LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN QUERY SELECT * FROM gw_admit_run_v1(
+        p_run, p_thread, p_assistant, p_graph, p_status, p_metadata, p_kwargs, p_strategy,
+        p_created_at, p_updated_at, p_attempt, p_cancel_action, p_on_completion, p_not_before,
+        p_create_thread, p_thread_meta, p_require_interrupted, p_start_if_idle);
+    IF p_not_before IS NULL AND EXISTS (SELECT 1 FROM runs WHERE run_id = p_run
+                                        AND status = 'pending') THEN
+        PERFORM pg_notify('gw_runs', '');
+    END IF;
+END $fn$;
+
+-- claim: each thread's oldest pending run with no cancel intent, if due and the thread runs
+-- nothing; thread row then run row, both SKIP LOCKED; every condition re-checked on a fresh
+-- snapshot once the locks are held; a unique violation (a start that bypassed the thread lock,
+-- e.g. mark_running) skips the thread
+CREATE OR REPLACE FUNCTION gw_claim_runs_v1(
+    p_owner text, p_limit integer, p_lease_s double precision, p_now text
+) RETURNS SETOF runs LANGUAGE plpgsql AS $fn$
+DECLARE
+    cand record;
+    got runs;
+    n integer := 0;
+BEGIN
+    IF p_limit <= 0 THEN
+        RETURN;
+    END IF;
+    FOR cand IN
+        SELECT h.seq, h.thread_id FROM (
+            SELECT DISTINCT ON (p.thread_id) p.seq, p.thread_id, p.not_before
+            FROM runs AS p WHERE p.status = 'pending' AND p.cancel_action IS NULL
+            ORDER BY p.thread_id, p.seq) AS h
+        WHERE (h.not_before IS NULL OR h.not_before::timestamptz <= now())
+          AND NOT EXISTS (SELECT 1 FROM runs AS x WHERE x.thread_id = h.thread_id
+                          AND x.status = 'running')
+        ORDER BY h.seq
+    LOOP
+        PERFORM 1 FROM threads AS t WHERE t.thread_id = cand.thread_id FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        PERFORM 1 FROM runs AS p WHERE p.seq = cand.seq AND p.status = 'pending'
+            AND p.cancel_action IS NULL FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM runs AS x WHERE x.thread_id = cand.thread_id
+            AND (x.status = 'running' OR (x.status = 'pending' AND x.cancel_action IS NULL
+                                          AND x.seq < cand.seq)));
+        BEGIN
+            UPDATE runs SET status = 'running', owner = p_owner,
+                lease_token = gen_random_uuid(),
+                lease_expires_at = now() + make_interval(secs => p_lease_s), updated_at = p_now
+            WHERE seq = cand.seq RETURNING * INTO got;
+        EXCEPTION WHEN unique_violation THEN
+            CONTINUE;
+        END;
+        RETURN NEXT got;
+        n := n + 1;
+        EXIT WHEN n >= p_limit;
+    END LOOP;
+END $fn$;
+
+-- finish_run fenced by the lease token: only the attempt that holds the lease ends the run
+CREATE OR REPLACE FUNCTION gw_finish_run_fenced_v1(
+    p_run text, p_thread text, p_token uuid, p_status text, p_now text, p_set boolean,
+    p_values jsonb, p_interrupts jsonb, p_error jsonb, p_rest text, p_meta jsonb
+) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM 1 FROM threads WHERE thread_id = p_thread FOR UPDATE;
+    UPDATE runs SET status = p_status, lease_expires_at = NULL, updated_at = p_now
+    WHERE run_id = p_run AND thread_id = p_thread AND status = 'running'
+      AND lease_token = p_token;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM gw_thread_after_run_v1(p_thread, p_now, p_set, p_values, p_interrupts, p_error,
+                                   p_rest, p_meta);
+    IF EXISTS (SELECT 1 FROM runs WHERE thread_id = p_thread AND status = 'pending') THEN
+        PERFORM pg_notify('gw_runs', '');
+    END IF;
+    RETURN true;
+END $fn$;
+
+-- sweep: running runs whose lease expired more than p_grace_s ago, and pending runs whose
+-- cancel intent is older than p_grace_s (their canceller died before finishing them)
+CREATE OR REPLACE FUNCTION gw_sweep_runs_v1(
+    p_max_attempts integer, p_grace_s double precision, p_now text
+) RETURNS TABLE (o_outcome text, o_owner text, o_run runs) LANGUAGE plpgsql AS $fn$
+DECLARE
+    cand record;
+    got runs;
+    horizon timestamptz := now() - make_interval(secs => p_grace_s);
+    swept boolean := false;
+BEGIN
+    FOR cand IN
+        SELECT r.seq, r.thread_id FROM runs AS r
+        WHERE r.status = 'running' AND r.lease_expires_at < horizon
+        UNION
+        SELECT r.seq, r.thread_id FROM runs AS r
+        WHERE r.status = 'pending' AND r.cancel_action IS NOT NULL
+          AND COALESCE(r.cancel_requested_at, '-infinity') < horizon
+        ORDER BY seq
+    LOOP
+        PERFORM 1 FROM threads AS t WHERE t.thread_id = cand.thread_id FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        SELECT * INTO got FROM runs AS r WHERE r.seq = cand.seq
+            AND ((r.status = 'running' AND r.lease_expires_at < horizon)
+                 OR (r.status = 'pending' AND r.cancel_action IS NOT NULL
+                     AND COALESCE(r.cancel_requested_at, '-infinity') < horizon))
+            FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        o_owner := got.owner;
+        IF got.cancel_action IS NOT NULL THEN
+            o_outcome := CASE WHEN got.cancel_action = 'rollback' THEN 'rollback'
+                              ELSE 'interrupted' END;
+            UPDATE runs SET status = 'interrupted', lease_expires_at = NULL, updated_at = p_now
+            WHERE seq = cand.seq RETURNING * INTO got;
+            PERFORM gw_thread_after_run_v1(cand.thread_id, p_now, false, NULL, NULL, NULL,
+                                           NULL, NULL);
+        ELSIF got.attempt >= p_max_attempts THEN
+            o_outcome := 'error';
+            UPDATE runs SET status = 'error', lease_expires_at = NULL, updated_at = p_now
+            WHERE seq = cand.seq RETURNING * INTO got;
+            UPDATE threads SET error = jsonb_build_object(
+                    'error', 'MaxAttemptsExceeded',
+                    'message', format('run lost its process (a crash or an expired lease) '
+                                      '%s times; giving up', got.attempt)),
+                rest_status = 'error',
+                status = CASE WHEN EXISTS (SELECT 1 FROM runs WHERE thread_id = cand.thread_id
+                                           AND status IN ('pending', 'running'))
+                              THEN 'busy' ELSE 'error' END,
+                updated_at = p_now, state_updated_at = p_now
+            WHERE thread_id = cand.thread_id;
+        ELSE
+            o_outcome := 'requeued';
+            UPDATE runs SET status = 'pending', attempt = attempt + 1, owner = NULL,
+                lease_token = NULL, lease_expires_at = NULL, updated_at = p_now
+            WHERE seq = cand.seq RETURNING * INTO got;
+            PERFORM gw_thread_after_run_v1(cand.thread_id, p_now, false, NULL, NULL, NULL,
+                                           NULL, NULL);
+        END IF;
+        o_run := got;
+        swept := true;
+        RETURN NEXT;
+    END LOOP;
+    IF swept THEN
+        PERFORM pg_notify('gw_runs', '');
+    END IF;
+END $fn$;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: threads and runs; owner/lease/cancel_requested_at are for the claims to come (unused)
     """
@@ -205,6 +386,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS runs_thread_active ON runs(thread_id, seq)
         WHERE status IN ('pending', 'running');
     """ + FUNCTIONS_V1,
+    # 2: claims and leases (postgres_claims.py): the DB-clock admission time, the claim, sweep
+    # and fencing functions, their indexes
+    MIGRATION_V2,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -365,3 +549,16 @@ def thread_filters(
         clauses.append(f"{column} @> %s::jsonb")
         args.append(text.decode())
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def outcome_args(outcome: ThreadOutcome | None) -> tuple[Any, ...]:
+    """``(set, values, interrupts, error, rest, metadata patch)`` of ``gw_thread_after_run_v1``:
+    encoded before the call, so a value jsonb refuses raises before anything is written."""
+    if outcome is None:
+        return (False, None, None, None, None, None)
+    patch = {k: v for k, v in (("graph_id", outcome.graph_id),
+                               ("assistant_id", outcome.assistant_id)) if v}
+    return (True, to_jsonb(outcome.values, "values", replace_nul=True),
+            to_jsonb(outcome.interrupts, "interrupts", replace_nul=True),
+            to_jsonb(outcome.error, "error", replace_nul=True), outcome.status,
+            to_jsonb(patch, "metadata"))

@@ -17,6 +17,8 @@ Invariants (design.md section 4):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from runtime.types import CancelAction, Run, RunStatus, Thread, ThreadOutcome, ThreadStatus
@@ -105,3 +107,88 @@ class RunStore(Protocol):
 
 class Store(RunStore, ThreadStore, Protocol):
     """Both stores, as one engine serves them (one transaction may touch both)."""
+
+
+# ---- claims and leases: N processes on one database (design.md 9) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run this process now executes: the run as stored (``running``) and the lease token
+    that fences every write of this attempt."""
+
+    run: Run
+    lease_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenewResult:
+    """What one ``renew_leases`` found.
+
+    Attributes:
+        renewed: ``{run_id: cancel intent or None}`` of every lease extended.
+        lost: run ids whose lease is gone (token replaced or run no longer running): stop
+            them locally and write nothing more for them.
+    """
+
+    renewed: dict[str, CancelAction | None]
+    lost: frozenset[str]
+
+
+class SweepOutcome(StrEnum):
+    """What ``sweep_expired`` did to one run."""
+
+    REQUEUED = "requeued"  # back to pending, attempt + 1
+    INTERRUPTED = "interrupted"  # ended interrupted (an interrupt intent)
+    ROLLBACK = "rollback"  # ended interrupted; the caller deletes its checkpoints and the run
+    ERROR = "error"  # ended error: max_attempts used up (MaxAttemptsExceeded)
+
+
+@dataclass(frozen=True, slots=True)
+class SweptRun:
+    """One run ``sweep_expired`` took over: the run as now stored, what was done, and the
+    owner whose lease expired (None for a pending run finished for a dead canceller)."""
+
+    run: Run
+    outcome: SweepOutcome
+    previous_owner: str | None
+
+
+class RunClaims(Protocol):
+    """Claims, leases and fencing for several processes on one store (PostgreSQL:
+    runtime/store/postgres_claims.py documents each method).
+
+    Only the PostgreSQL store implements it: SQLite is one process by construction (its
+    scheduler decides in memory), so it has nobody to share runs with.
+
+    Invariants: at most one running run per thread and FIFO per thread (a claim takes only a
+    thread's oldest pending run without a cancel intent, when due and the thread runs
+    nothing); every claim draws a new lease token, and renewal, the terminal write and the
+    hand-back apply only while it matches; all lease arithmetic uses the store's clock.
+    """
+
+    async def claim_runs(self, owner: str, limit: int, lease_s: float) -> list[Claim]:
+        """Claim up to ``limit`` runs for ``owner`` with ``lease_s`` seconds of lease."""
+
+    async def renew_leases(
+        self, owner: str, tokens: dict[str, str], lease_s: float
+    ) -> RenewResult:
+        """Extend the leases ``{run_id: token}`` still held; report the lost ones."""
+
+    async def finish_run_fenced(
+        self, run_id: str, thread_id: str, token: str, status: RunStatus,
+        outcome: ThreadOutcome | None,
+    ) -> bool:
+        """``finish_run`` only while ``token`` holds the run's lease; False: nothing written."""
+
+    async def requeue_fenced(self, run_id: str, token: str) -> bool:
+        """Hand the run back (``pending``, attempt not charged) while ``token`` holds."""
+
+    async def lease_held(self, run_id: str, token: str) -> bool:
+        """Whether ``token`` is still the running run's lease."""
+
+    async def sweep_expired(self, max_attempts: int, grace_s: float) -> list[SweptRun]:
+        """Re-queue, interrupt or fail the runs whose lease expired ``grace_s`` ago."""
+
+    async def notify_pending(self) -> None:
+        """Wake the claimers of every process (a run may have become claimable)."""

@@ -12,11 +12,19 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from runtime.errors import InvalidRequest, ThreadBusy
 from runtime.ids import now_iso, uuid7
+from runtime.store import postgres
 from runtime.store.postgres import PostgresStore
-from runtime.store.postgres_schema import SCHEMA_LOCK, SCHEMA_VERSION
+from runtime.store.postgres_schema import (
+    MIGRATIONS,
+    SCHEMA_LOCK,
+    SCHEMA_VERSION,
+    VERSION_TABLE,
+    migrate,
+)
 from runtime.types import MultitaskStrategy, Run, RunStatus, ThreadOutcome, ThreadStatus
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -186,3 +194,66 @@ async def test_an_unreachable_database_fails_at_once(pg_url: str) -> None:
         with pytest.raises(psycopg.OperationalError):
             async with PostgresStore.open("postgresql://postgres@127.0.0.1:1/postgres"):
                 pass
+
+
+async def test_a_version_1_database_upgrades_in_place(pg_url: str) -> None:
+    """A database a version-1 gateway created (runs pending, one of them delayed) is migrated
+    to version 2 once by several processes starting at once; a version-1 process still
+    connected keeps admitting on its session (version 2 adds no column: its cached
+    ``gw_admit_run_v1`` row type stays valid), and the old runs are claimable."""
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        conn.execute(VERSION_TABLE)
+        conn.execute(MIGRATIONS[0].encode())
+        conn.execute("INSERT INTO store_schema (id, version) VALUES (1, 1)")
+    assert SCHEMA_VERSION == 2
+    old_pool: AsyncConnectionPool[postgres.Conn] = AsyncConnectionPool(
+        pg_url, min_size=1, max_size=1, open=False, kwargs={"autocommit": True},
+        configure=postgres._configure)
+    await old_pool.open(wait=True)
+    try:
+        old = PostgresStore(old_pool)  # a version-1 process: gw_admit_run_v1, no migration
+        first = new_run("t1")
+        await old.admit_run(first, create_thread=True)
+        delayed = new_run("t2", not_before=now_iso())
+        await old.admit_run(delayed, create_thread=True)
+
+        found: list[int] = []
+
+        async def start() -> None:
+            async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+                found.append(await migrate(conn))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(start)
+        assert sorted(found) == [1, 2, 2]  # one upgraded, the others found it done
+
+        late = new_run("t1")
+        await old.admit_run(late, create_thread=False)  # same session, after ALTER TABLE
+        async with PostgresStore.open(pg_url) as store:
+            got = await store.claim_runs("p1", 10, 30.0)
+            assert [c.run.run_id for c in got] == [first.run_id, delayed.run_id]
+        with psycopg.connect(pg_url) as conn:
+            rows = conn.execute("SELECT run_id, status FROM runs ORDER BY seq")
+            assert rows.fetchall() == [(first.run_id, "running"), (delayed.run_id, "running"),
+                                       (late.run_id, "pending")]
+            assert conn.execute("SELECT version FROM store_schema").fetchone() == (2,)
+    finally:
+        await old_pool.close()
+
+
+async def test_claims_and_the_sweep_can_use_their_indexes(pg_url: str) -> None:
+    """The claim's and the sweep's scans are served by version 1's partial indexes (version 2
+    adds none: postgres_schema.py ``MIGRATION_V2``)."""
+    async with PostgresStore.open(pg_url):
+        pass
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = str(conn.execute("EXPLAIN SELECT seq FROM runs WHERE status = 'running' AND "
+                                "lease_expires_at < now()").fetchall())
+        assert "runs_one_running" in plan, plan
+        plan = str(conn.execute("EXPLAIN SELECT DISTINCT ON (thread_id) seq FROM runs WHERE "
+                                "status = 'pending' AND cancel_action IS NULL "
+                                "ORDER BY thread_id, seq").fetchall())
+        assert "runs_active" in plan or "runs_thread_active" in plan, plan
