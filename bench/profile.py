@@ -1,4 +1,5 @@
-"""``python -m bench.profile [--scenario wait1|wait8|sse] [--seconds 8]``: where the gateway
+"""``python -m bench.profile [--scenario wait1|wait8|sse] [--seconds 8] [--postgres]``: where
+the gateway
 spends its time under one load, sampled by py-spy (all threads, idle samples excluded).
 
 Starts the gateway as ``bench`` does, records it with ``py-spy record --threads -f raw``
@@ -17,13 +18,15 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 from bench.budget import FULL
 from bench.client import Clients, closed_loop, create_threads, sse
+from bench.engines import engines
 from bench.reference import VENV
 from bench.runs import emitter_body, wait_run
-from bench.servers import start_gateway
+from bench.servers import Server, start_gateway
 
 RATE = 250  # samples per second
 
@@ -183,14 +186,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--raw", type=Path, help="also keep py-spy's collapsed stacks here")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the gateway on PostgreSQL + Redis (a database of its own)")
     args = parser.parse_args(argv)
     py_spy = find_py_spy()
     if py_spy is None:
         print("py-spy not found: pip install py-spy (e.g. into bench/.venv-ref)")
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="gateway-profile-"))
-    server = start_gateway(tmp)
-    raw = tmp / "profile.txt"
+    with ExitStack() as stack:
+        env = stack.enter_context(engines()) if args.postgres else None
+        server = start_gateway(tmp, "redis" if env else "memory", env)
+        summary = _record(py_spy, server, args, tmp / "profile.txt")
+    print(f"scenario {args.scenario}: {summary}")
+    print(summarize(tmp / "profile.txt", args.seconds, args.top))
+    if args.raw:
+        shutil.copy(tmp / "profile.txt", args.raw)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _record(py_spy: str, server: Server, args: argparse.Namespace, raw: Path) -> str:
+    """Record ``server`` with py-spy while the load runs; the load's summary."""
     try:
         spy = subprocess.Popen([py_spy, "record", "-p", str(server.proc.pid), "-r", str(RATE),
                                 "-d", str(int(args.seconds) + 1), "--threads",
@@ -200,12 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         spy.wait(60)
     finally:
         server.stop()
-    print(f"scenario {args.scenario}: {summary}")
-    print(summarize(raw, args.seconds, args.top))
-    if args.raw:
-        shutil.copy(raw, args.raw)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
