@@ -1,6 +1,6 @@
 """Contract suite of ``runtime.control.protocol.ControlChannel``: one set of tests, every
 implementation (``local``; ``redis``, where the publisher and the receiver are two channels
-on one key prefix, i.e. two processes).
+on one key prefix, i.e. two processes; ``pg_notify``, two channels on one fresh database).
 
 What every channel must do (protocol.py delivery rules): a cancel reaches every process's
 handlers (the publisher's synchronously), wake-ups wake a waiter promptly, they are a level
@@ -19,13 +19,14 @@ import anyio
 import pytest
 
 from runtime.control.local import LocalControlChannel
+from runtime.control.pg_notify import PgNotifyControlChannel
 from runtime.control.protocol import ControlChannel
 from runtime.control.redis import RedisControlChannel
 from runtime.types import CancelAction
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
-KINDS = ["local", "redis"]
+KINDS = ["local", "redis", "pg_notify"]
 WAKE_LATENCY_S = 0.1  # the bound asked of a wake-up crossing processes on this machine
 
 MakePair = Callable[[], AbstractAsyncContextManager[tuple[ControlChannel, ControlChannel]]]
@@ -33,7 +34,7 @@ MakePair = Callable[[], AbstractAsyncContextManager[tuple[ControlChannel, Contro
 
 async def _started(tg: Any, channel: Any) -> None:
     tg.start_soon(channel.run)
-    if isinstance(channel, RedisControlChannel):
+    if isinstance(channel, RedisControlChannel | PgNotifyControlChannel):
         assert await channel.wait_connected(5), "the channel did not subscribe"
 
 
@@ -43,17 +44,27 @@ def make_pair(request: pytest.FixtureRequest) -> MakePair:
     ``run`` started and connected."""
     kind: str = request.param
     redis = request.getfixturevalue("redis_prefix") if kind == "redis" else None
+    pg_url = request.getfixturevalue("pg_url") if kind == "pg_notify" else None
 
     @asynccontextmanager
     async def make() -> AsyncIterator[tuple[ControlChannel, ControlChannel]]:
         async with AsyncExitStack() as stack:
             tg = await stack.enter_async_context(anyio.create_task_group())
-            if redis is None:
+            if pg_url is not None:
+                pa = await stack.enter_async_context(PgNotifyControlChannel.connect(pg_url))
+                pb = await stack.enter_async_context(PgNotifyControlChannel.connect(pg_url))
+                await _started(tg, pa)
+                await _started(tg, pb)
+                stack.callback(tg.cancel_scope.cancel)
+                yield pa, pb
+                return
+            if redis is None:  # local
                 local = LocalControlChannel()
                 await _started(tg, local)
                 stack.callback(tg.cancel_scope.cancel)
                 yield local, local
                 return
+            assert redis is not None
             url, prefix = redis
             a = await stack.enter_async_context(
                 RedisControlChannel.connect(url, key_prefix=prefix, client_name=f"{prefix}a"))
