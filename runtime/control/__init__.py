@@ -1,2 +1,3 @@
-"""Control channel: cancel signals and wake-ups between gateway processes (protocol.py), in
-process (local.py), over Redis pub/sub (redis.py) or PostgreSQL LISTEN/NOTIFY (pg_notify.py)."""
+"""Control channel: cancel signals and wake-ups between gateway processes. The Protocol
+(protocol.py); in process (local.py); across processes (remote.py: what the transports share)
+over Redis pub/sub (redis.py) or PostgreSQL LISTEN/NOTIFY (pg_notify.py)."""

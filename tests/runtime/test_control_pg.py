@@ -83,7 +83,7 @@ async def test_notify_in_the_admission_transaction_fires_at_commit_only(pg_url: 
 async def test_a_terminated_listener_reconnects_and_delivers_again(
     pg_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="runtime.control.pg_notify")
+    caplog.set_level(logging.INFO, logger="runtime.control")
     async with processes(pg_url) as [a, b], \
             await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
         rec = Recorder()
@@ -101,8 +101,8 @@ async def test_a_terminated_listener_reconnects_and_delivers_again(
             await rec.wait_for(round_ + 1)
             await a.publish_wake()
             assert await b.wait_wake(2)
-    lost = [r for r in caplog.records if "LISTEN lost" in r.getMessage()]
-    back = [r for r in caplog.records if "LISTEN is back" in r.getMessage()]
+    lost = [r for r in caplog.records if "PostgreSQL unreachable" in r.getMessage()]
+    back = [r for r in caplog.records if "PostgreSQL is back" in r.getMessage()]
     assert len(lost) == 2 and len(back) == 2, caplog.text
 
 
@@ -126,7 +126,7 @@ async def test_a_terminated_sender_connection_is_replaced(pg_url: str) -> None:
 
 
 async def test_unreachable_postgres_never_raises(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="runtime.control.pg_notify")
+    caplog.set_level(logging.DEBUG, logger="runtime.control")
     async with PgNotifyControlChannel.connect("postgresql://postgres@127.0.0.1:1/postgres",
                                               retry_max_s=0.1) as channel:
         rec = Recorder()
@@ -166,3 +166,13 @@ async def test_malformed_notifications_are_ignored(
         assert rec.got == [("run-ok", CancelAction.INTERRUPT)]
         assert a.connected
         assert caplog.text.count("malformed cancel signal") == 5
+
+
+async def test_pings_keep_a_quiet_connection(pg_url: str) -> None:
+    """No traffic for many ping intervals: the ``SELECT 1`` rounds keep the connection."""
+    async with processes(pg_url, n=2, ping_interval_s=0.05) as [a, b]:
+        pid = b.listener_pid
+        assert await b.wait_connected(0.6, connected=False) is False
+        assert b.listener_pid == pid
+        await a.publish_wake()
+        assert await b.wait_wake(2)

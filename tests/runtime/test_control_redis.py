@@ -90,7 +90,7 @@ async def test_a_dropped_connection_reconnects_and_delivers_again(
     redis_prefix: tuple[str, str], caplog: pytest.LogCaptureFixture,
 ) -> None:
     _url, prefix = redis_prefix
-    caplog.set_level(logging.INFO, logger="runtime.control.redis")
+    caplog.set_level(logging.INFO, logger="runtime.control")
     async with raw_redis(redis_prefix) as client, processes(redis_prefix) as [a, b]:
         rec = Recorder()
         b.on_cancel(rec)
@@ -115,7 +115,7 @@ async def test_a_dropped_connection_reconnects_and_delivers_again(
 async def test_unreachable_redis_never_raises(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="runtime.control.redis")
+    caplog.set_level(logging.DEBUG, logger="runtime.control")
     async with RedisControlChannel.connect("redis://127.0.0.1:1/0", key_prefix="gwtest:x:",
                                            retry_max_s=0.1) as channel:
         rec = Recorder()
@@ -223,3 +223,11 @@ async def test_a_silent_redis_is_detected_by_the_ping(redis_prefix: tuple[str, s
         assert await a.wait_connected(3, connected=False)  # 3 x 0.1 s without a reply
         a._redis.pubsub = original  # type: ignore[method-assign]
         assert await a.wait_connected(5)
+
+
+async def test_pings_keep_a_quiet_connection(redis_prefix: tuple[str, str]) -> None:
+    """No traffic for many ping intervals: the PONGs keep the connection (no false alarm)."""
+    async with processes(redis_prefix, n=2, ping_interval_s=0.05) as [a, b]:
+        assert await b.wait_connected(0.6, connected=False) is False
+        await a.publish_wake()
+        assert await b.wait_wake(2)
