@@ -22,10 +22,11 @@ Invariants:
    too, so what the re-check reads is exact; the partial unique index ``runs_one_running`` is
    the last guard (against a start that takes no thread lock, such as ``mark_running``): its
    violation skips that thread (a subtransaction per claimed run), never raises.
-3. **Fencing**: every claim writes a new ``lease_token`` (``gen_random_uuid()``). Renewal,
-   the terminal write and the hand-back match ``lease_token = token AND status = 'running'``;
-   a sweep that takes the run over (requeue, end) makes that false for good, since the next
-   claim draws a new token. A process that outlived its lease writes nothing.
+3. **Fencing**: every claim writes a new ``lease_token`` (``gen_random_uuid()``). Renewal, the
+   terminal write, the rollback's delete and the hand-back match ``lease_token = token AND
+   status = 'running'``; a sweep that takes the run over (requeue, end) makes that false for
+   good, since the next claim draws a new token. A process that outlived its lease writes
+   nothing. The checkpointer's fence is ``LEASE_HELD_SQL`` in its own transaction.
 4. **The sweep never double-processes a run**: it locks the thread row, then the run row,
    ``SKIP LOCKED``, and re-checks the expiry on the locked row, so concurrent sweepers split the
    work, and a renewal that committed first wins (the row no longer qualifies).
@@ -69,11 +70,13 @@ _SWEPT_COLS = ", ".join(f"(o_run).{c.strip()}" for c in RUN_COLS.split(","))
 
 LEASE_HELD_SQL = (
     "SELECT 1 FROM runs WHERE run_id = %s AND lease_token = %s::uuid AND status = 'running' "
-    "FOR SHARE"
+    "FOR KEY SHARE"
 )
 """The checkpointer's fence (scale-out.md (b) step 6): run inside the transaction of a
-checkpoint write, it returns a row only while the attempt holds its lease, and ``FOR SHARE``
-keeps a sweep from taking the run over before that transaction ends."""
+checkpoint write, it returns a row only while the attempt holds its lease, and its row lock
+keeps a sweep (``FOR UPDATE SKIP LOCKED``) from taking the run over before that transaction
+ends. ``KEY SHARE`` rather than ``SHARE``: renewals and cancel intents (``NO KEY UPDATE``) do
+not wait for the checkpoint write."""
 
 _CLAIM_RETRIES = 3
 
@@ -169,6 +172,22 @@ class PostgresClaims:
             (run_id, thread_id, token, status, now_iso(), *outcome_args(outcome)))
         return bool(rows[0][0])
 
+    async def delete_run_fenced(
+        self, run_id: str, thread_id: str, token: str, outcome: ThreadOutcome | None = None
+    ) -> bool:
+        """``delete_run`` (a rollback of the owner's own run: the record goes, the thread gets
+        ``outcome``, in one transaction) only while ``token`` holds the lease of the running
+        run; notifies ``RUNS_CHANNEL`` when the thread has pending runs.
+
+        Returns:
+            True if deleted; False (nothing written) if the lease was lost or the run ended.
+        """
+        rows = await self._fetchall_claims(
+            "SELECT gw_delete_run_fenced_v1(%s, %s, %s::uuid, %s, %s, %s::jsonb, %s::jsonb, "
+            "%s::jsonb, %s, %s::jsonb)",
+            (run_id, thread_id, token, now_iso(), *outcome_args(outcome)))
+        return bool(rows[0][0])
+
     async def requeue_fenced(self, run_id: str, token: str) -> bool:
         """Hand a run back (graceful shutdown): ``running -> pending`` with the attempt not
         charged and owner, token and expiry cleared, only while ``token`` holds; notifies
@@ -188,7 +207,7 @@ class PostgresClaims:
     async def lease_held(self, run_id: str, token: str) -> bool:
         """Whether ``token`` is still the lease of the running run ``run_id`` (a read; the
         checkpointer's fence runs ``LEASE_HELD_SQL`` inside its own transaction instead)."""
-        rows = await self._fetchall_claims(LEASE_HELD_SQL.removesuffix(" FOR SHARE"),
+        rows = await self._fetchall_claims(LEASE_HELD_SQL.removesuffix(" FOR KEY SHARE"),
                                            (run_id, token))
         return bool(rows)
 

@@ -266,6 +266,26 @@ BEGIN
     RETURN true;
 END $fn$;
 
+-- delete_run fenced by the lease token (the owner's rollback of its own run)
+CREATE OR REPLACE FUNCTION gw_delete_run_fenced_v1(
+    p_run text, p_thread text, p_token uuid, p_now text, p_set boolean, p_values jsonb,
+    p_interrupts jsonb, p_error jsonb, p_rest text, p_meta jsonb
+) RETURNS boolean LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM 1 FROM threads WHERE thread_id = p_thread FOR UPDATE;
+    DELETE FROM runs WHERE run_id = p_run AND thread_id = p_thread AND status = 'running'
+      AND lease_token = p_token;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM gw_thread_after_run_v1(p_thread, p_now, p_set, p_values, p_interrupts, p_error,
+                                   p_rest, p_meta);
+    IF EXISTS (SELECT 1 FROM runs WHERE thread_id = p_thread AND status = 'pending') THEN
+        PERFORM pg_notify('gw_runs', '');
+    END IF;
+    RETURN true;
+END $fn$;
+
 -- sweep: running runs whose lease expired more than p_grace_s ago, and pending runs whose
 -- cancel intent is older than p_grace_s (their canceller died before finishing them)
 CREATE OR REPLACE FUNCTION gw_sweep_runs_v1(

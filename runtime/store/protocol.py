@@ -181,6 +181,11 @@ class RunClaims(Protocol):
     ) -> bool:
         """``finish_run`` only while ``token`` holds the run's lease; False: nothing written."""
 
+    async def delete_run_fenced(
+        self, run_id: str, thread_id: str, token: str, outcome: ThreadOutcome | None = None
+    ) -> bool:
+        """``delete_run`` (rollback) only while ``token`` holds the run's lease."""
+
     async def requeue_fenced(self, run_id: str, token: str) -> bool:
         """Hand the run back (``pending``, attempt not charged) while ``token`` holds."""
 

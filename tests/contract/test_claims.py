@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
+from uuid import uuid4
 
 import anyio
 import pytest
@@ -24,6 +25,7 @@ from psycopg import AsyncConnection
 
 from runtime.ids import now_iso, uuid7
 from runtime.store.postgres import PostgresStore
+from runtime.store.postgres_claims import LEASE_HELD_SQL
 from runtime.store.postgres_schema import RUNS_CHANNEL
 from runtime.store.protocol import Claim, RunClaims, SweepOutcome
 from runtime.store.sqlite import SqliteStore
@@ -332,6 +334,50 @@ async def test_a_graceful_hand_back_keeps_the_attempt(pg_url: str) -> None:
         assert theirs.run.run_id == run.run_id and theirs.run.attempt == 1
         assert not await a.finish_run_fenced(run.run_id, "t1", mine.lease_token,
                                              RunStatus.SUCCESS, done())
+
+
+async def test_a_fenced_rollback_delete_needs_the_lease(
+    claims: PostgresStore, pg_url: str,
+) -> None:
+    run = await admitted(claims, "t1")
+    queued = await admitted(claims, "t1")
+    (claim,) = await claims.claim_runs("p1", 1, LEASE_S)
+    restored = ThreadOutcome(ThreadStatus.IDLE, {"v": "before"}, {})
+    assert not await claims.delete_run_fenced(run.run_id, "t1", str(uuid4()), restored)
+    assert await claims.delete_run_fenced(run.run_id, "t1", claim.lease_token, restored)
+    assert await claims.get_run(run.run_id) is None
+    thread = await claims.get_thread("t1")
+    assert (thread.status, thread.values) == (ThreadStatus.BUSY, {"v": "before"})
+    (claim,) = await claims.claim_runs("p1", 1, LEASE_S)
+    assert claim.run.run_id == queued.run_id
+    await expire(pg_url, queued.run_id)
+    await claims.sweep_expired(3, 1.0)
+    assert not await claims.delete_run_fenced(queued.run_id, "t1", claim.lease_token)
+    assert (await get(claims, queued.run_id)).status == RunStatus.PENDING
+
+
+async def test_the_checkpointer_fence_holds_off_the_sweep_not_the_renewal(
+    claims: PostgresStore, pg_url: str,
+) -> None:
+    """``LEASE_HELD_SQL`` in a checkpoint write's transaction: a row while the lease holds;
+    until that transaction ends a sweep leaves the run alone, a renewal does not wait."""
+    run = await admitted(claims, "t1")
+    claim = await claim_and_expire(claims, pg_url)
+    async with await AsyncConnection.connect(pg_url) as writer:
+        cur = await writer.execute(LEASE_HELD_SQL, (run.run_id, claim.lease_token))
+        assert await cur.fetchall() == [(1,)]
+        with anyio.fail_after(5):
+            assert await claims.sweep_expired(3, 1.0) == []
+            renewed = await claims.renew_leases("p1", {run.run_id: claim.lease_token}, 0.01)
+        assert run.run_id in renewed.renewed
+        await anyio.sleep(0.05)
+        assert await claims.sweep_expired(3, 0.0) == []  # still held
+        await writer.commit()
+    (swept,) = await claims.sweep_expired(3, 0.0)
+    assert swept.run.run_id == run.run_id
+    async with await AsyncConnection.connect(pg_url) as writer:
+        cur = await writer.execute(LEASE_HELD_SQL, (run.run_id, claim.lease_token))
+        assert await cur.fetchall() == []  # the stale attempt's checkpoint write is refused
 
 
 # ---- sweep ---------------------------------------------------------------------------------------
