@@ -70,12 +70,16 @@ Limits:
 3. A replica knows when its attempt started only from the start marker; once that is trimmed,
    an id from an earlier attempt is placed by its seq (a gap, never a silent skip, in
    practice), where memory replays the whole log.
-4. A run re-executed elsewhere (a new start marker, or a seq going back) cuts the readers of
-   the old attempt with ``StreamAborted``, as a restart does; their reconnect replays the new
-   attempt, whose ids are higher because its ``ms`` is later (a takeover comes a lease later).
-5. A remote join of an aborted run (before it is re-opened elsewhere) replays it and raises
-   ``StreamAborted`` (memory forgets an aborted log at once: a local join yields nothing); the
-   client reconnects, which is what an abort asks of it.
+4. A run re-executed elsewhere (a new start marker, a seq going back, or a stream replaced
+   below the reader's position, found by the quiet check every ``block_ms``) cuts the readers
+   of the old attempt with ``StreamAborted``, as a restart does. Their reconnect replays the
+   new attempt from its start only if its ids are above the old ones: the claiming process
+   calls ``prepare_open`` before ``open`` to make sure of it; without it, a new owner whose
+   clock is behind places an old ``Last-Event-ID`` by its seq (events skipped).
+5. A remote join of an aborted run (a shutdown handed it back) waits up to ``gone_grace_s``
+   for its next attempt and follows that one; if none starts, it replays the aborted attempt
+   and raises ``StreamAborted`` (memory forgets an aborted log at once: a local join yields
+   nothing); the client reconnects, which is what an abort asks of it.
 6. ``open`` is the StreamBridge method on an instance and ``connect`` on the class (the
    runtime's ``RedisStreamBridge.open(url, limits, key_prefix=...)``), through a descriptor.
 7. Nothing fences a stale owner's writes yet (scale-out.md (b) step 6): a zombie's ``XADD`` of
@@ -125,6 +129,14 @@ end
 if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3]) end
 if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return refused
+"""
+
+# KEYS[1]: a run's stream; ARGV: start marker id, ttl_ms. Creates the stream only if missing.
+_ANNOUNCE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('XADD', KEYS[1], ARGV[1], 'start', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 
 _READ_COUNT = 512  # entries per XREAD
@@ -202,6 +214,7 @@ class RedisStreamBridge(MemoryStreamBridge):
         super().__init__(limits)
         self._redis = client
         self._append = client.register_script(_APPEND_LUA)
+        self._announce = client.register_script(_ANNOUNCE_LUA)
         self.key_prefix = key_prefix
         self.live_ttl_s = live_ttl_s if live_ttl_s is not None else max(
             4 * self.limits.retention_s, 60.0)
@@ -265,12 +278,28 @@ class RedisStreamBridge(MemoryStreamBridge):
             self._trimmed.pop(run_id, None)
         super().open(run_id, thread_id)
 
+    async def prepare_open(self, run_id: str, timeout_s: float = 2.0) -> None:
+        """Before ``open`` of a run that may have run elsewhere (a claim after a crash or a
+        hand-back): lift this process's id clock above the run's old stream, so the new
+        attempt's ids are above every id a client of the old one holds, whatever the clocks
+        of the two machines. A reconnect with an old ``Last-Event-ID`` then replays the new
+        attempt from its start (memory.py's "id of an earlier log" rule) instead of being
+        placed by its seq. Best effort: Redis errors are logged, never raised (limit 4)."""
+        with anyio.move_on_after(timeout_s):
+            try:
+                top: Any = await self._redis.xrevrange(self.key(run_id), "+", "-", count=1)
+            except RedisError as exc:
+                logger.warning("reading the old stream of run_id %s failed: %s", run_id, exc)
+                return
+            if top:
+                self._last_ms = max(self._last_ms, _parse_id(top[0][0])[0] + 1)
+
     async def announce(self, run_id: str, timeout_s: float = 2.0) -> bool:
         """Make a NEW run's stream exist before any process executes it, so that a join on
         any process waits for its events instead of ending at once: a start marker, no local
         log. Await it at admission, before the response (a client that joins elsewhere after
-        the response then finds the stream). A stream that exists already is left alone
-        (Redis refuses the lower id); the executing process's ``open`` replaces it. Its TTL is
+        the response then finds the stream). A stream that exists already is left alone;
+        the executing process's ``open`` replaces it. Its TTL is
         ``live_ttl_s``, refreshed by nobody until a process opens the run (limit 8).
 
         Returns:
@@ -280,10 +309,8 @@ class RedisStreamBridge(MemoryStreamBridge):
         key = self.key(run_id)
         with anyio.move_on_after(timeout_s):
             try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.xadd(key, {_FIELD_START: b"1"}, id=f"{self._now_ms()}-0")
-                    pipe.pexpire(key, int(self.live_ttl_s * 1000))
-                    await pipe.execute(raise_on_error=False)
+                await self._announce(keys=[key], args=[f"{self._now_ms()}-0",
+                                                       int(self.live_ttl_s * 1000)])
                 return True
             except RedisError as exc:
                 logger.warning("announcing the stream of run_id %s failed: %s", run_id, exc)
@@ -511,6 +538,13 @@ class RedisStreamBridge(MemoryStreamBridge):
             return  # unknown or expired
         try:
             log = replica.log
+            if log.aborted and not replica.vanished:
+                # cut by a shutdown: the run is handed back and re-executed at once elsewhere;
+                # join its next attempt if it starts soon (a reconnect lands here)
+                with anyio.move_on_after(self.gone_grace_s):
+                    while replica.log is log:
+                        await replica.next_attempt.wait()
+                log = replica.log
             last_id = "-1" if isinstance(cursor, str) else f"{cursor[0]}-{cursor[1]}"
             withhold = log.end if cursor == REPLAY else 0
             async for item in _read(log, log.position_after(cursor), last_id, withhold):
@@ -583,17 +617,20 @@ class RedisStreamBridge(MemoryStreamBridge):
             replica.pos = f"{ms}-{seq}"
             log = replica.log
             if _FIELD_END in fields:
-                log.closed = True
-                log.aborted = fields[_FIELD_END] == _ABORTED
-                log.notify()
-                replica.ended = True
-                return
+                if not log.closed:
+                    log.closed = True
+                    log.aborted = fields[_FIELD_END] == _ABORTED
+                    log.notify()
+                # an aborted attempt is followed on: its next attempt comes soon (limit 5)
+                replica.ended = not log.aborted
+                continue
             if _FIELD_START in fields:
-                if log.end:
+                if log.end or log.closed:
                     replica.new_attempt()
                 replica.log.created_ms = ms
+                replica.start_id = replica.pos
                 continue
-            if seq <= log.end:  # a newer attempt whose start marker we did not see
+            if seq <= log.end or log.closed:  # a newer attempt whose start we did not see
                 log = replica.new_attempt()
             if seq > log.end + 1:  # entries we never saw (trimmed or lost): readers get a gap
                 log.events.clear()
@@ -698,11 +735,19 @@ class RedisStreamBridge(MemoryStreamBridge):
             replica.last_check = now
         async with self._redis.pipeline(transaction=False) as pipe:
             for replica in idle:
-                pipe.exists(replica.key)
-            found = await pipe.execute()
-        for replica, exists in zip(idle, found, strict=True):
-            if exists:
+                pipe.xrange(replica.key, "-", "+", count=1)
+            found: Any = await pipe.execute()
+        for replica, first in zip(idle, found, strict=True):
+            if first:
                 replica.last_ok, replica.gone_since = now, None
+                raw_id, fields = first[0]
+                first_id = raw_id.decode()
+                if _FIELD_START in fields and first_id != replica.start_id:
+                    # replaced by a new attempt whose ids are all below our position (its
+                    # owner's clock is behind, or the same ms): read it from its start
+                    logger.info("stream %s restarted below the reader's position", replica.key)
+                    replica.new_attempt()
+                    replica.pos = "0-0"
             elif replica.gone_since is None:
                 replica.gone_since = now
             elif now - replica.gone_since >= self.gone_grace_s:
@@ -721,7 +766,8 @@ class _Replica:
     """
 
     __slots__ = ("key", "limits", "log", "pos", "users", "loaded", "missing", "failed",
-                 "ended", "vanished", "last_ok", "last_check", "gone_since")
+                 "ended", "vanished", "last_ok", "last_check", "gone_since", "start_id",
+                 "next_attempt")
 
     def __init__(self, key: str, limits: BridgeLimits) -> None:
         self.key = key
@@ -734,6 +780,8 @@ class _Replica:
         self.last_ok = time.monotonic()  # last sign of the stream (an entry, EXISTS)
         self.last_check = 0.0  # last EXISTS sent
         self.gone_since: float | None = None
+        self.start_id: str | None = None  # the current attempt's start marker, once read
+        self.next_attempt = anyio.Event()  # set when a new attempt replaces ``log``
 
     def _new_log(self) -> _RunLog:
         log = _RunLog(self.limits.max_events_per_run, self.limits.max_bytes_per_run)
@@ -744,7 +792,12 @@ class _Replica:
         """The run was re-executed elsewhere: readers of the old attempt raise
         StreamAborted (their clients reconnect and replay the new attempt)."""
         old = self.log
-        old.closed = old.aborted = True
-        old.notify()
+        if not old.closed:
+            old.closed = old.aborted = True
+            old.notify()
         self.log = self._new_log()
+        self.start_id = None
+        self.ended = False
+        self.next_attempt.set()
+        self.next_attempt = anyio.Event()
         return self.log

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ import anyio.abc
 import pytest
 import redis.asyncio as aioredis
 
+import runtime.bridge.memory as memory_mod
 from runtime.bridge.protocol import FROM_START, LIVE, REPLAY, BridgeLimits
 from runtime.bridge.redis import RedisStreamBridge
 from runtime.types import StreamEvent, StreamGap
@@ -400,7 +402,7 @@ async def test_announced_run_is_joinable_before_any_process_executes_it(
                     await within(5, join.done)
         assert [join.items for join in joins] == [published, published]
         assert not any(join.aborted for join in joins)
-        assert await a.announce("r")  # too late: the stream exists, Redis refuses the lower id
+        assert await a.announce("r")  # too late: the stream exists and is left alone
         assert await collect(b, "r", FROM_START) == published
 
 
@@ -560,3 +562,68 @@ async def test_end_stream_of_a_dead_owners_run_ends_its_readers(
         assert 0 < await r.pttl(c.key("r")) <= 120_000
         await c.end_stream("gone")
         assert not await r.exists(c.key("gone"))
+
+
+async def test_a_join_of_an_aborted_run_follows_its_next_attempt(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """A shutdown cut the run on A (abort) and handed it back: a join on B (the client's
+    reconnect) waits for C's attempt and follows it; with no next attempt it replays the
+    aborted one and raises StreamAborted after ``gone_grace_s``."""
+    async with processes(redis_prefix, 3) as [a, b, c]:
+        a.open("r")
+        old = publish_n(a, "r", 3, "attempt1")
+        a.abort("r")
+        a.open("s")
+        cut = publish_n(a, "s", 2)
+        a.abort("s")
+        await a.flush()
+        rejoin = Consumer(b.subscribe("r", cursor_of(old[-1])))
+        alone = Consumer(b.subscribe("s", FROM_START))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rejoin.run)
+                tg.start_soon(alone.run)
+                await c.prepare_open("r")
+                c.open("r")
+                new = publish_n(c, "r", 2, "attempt2")
+                c.close("r")
+                await within(5, rejoin.done)
+                took = await within(5, alone.done)
+        assert rejoin.items == new and not rejoin.aborted
+        assert alone.items == cut and alone.aborted
+        assert took < 2
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+async def test_a_new_owner_with_a_clock_behind(
+    redis_prefix: tuple[str, str], monkeypatch: pytest.MonkeyPatch, prepared: bool,
+) -> None:
+    """C takes the run over with a clock 50 ms behind A's: B's follower of A's attempt is cut
+    (the stream was replaced below its position) within a bound; with ``prepare_open`` the
+    reconnect with its Last-Event-ID replays C's whole attempt."""
+    async with processes(redis_prefix, 3) as [a, b, c]:
+        a.open("r")
+        old = publish_n(a, "r", 3, "attempt1")
+        await a.flush()
+        follower = Consumer(b.subscribe("r", FROM_START))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follower.run)
+                await follower.wait_for(3)
+                behind = types.SimpleNamespace(time_ns=lambda: time.time_ns() - 50_000_000)
+                monkeypatch.setattr(memory_mod, "time", behind)  # A dies; C's clock is late
+                c._last_ms = 0
+                if prepared:
+                    await c.prepare_open("r")
+                c.open("r")
+                new = publish_n(c, "r", 3, "attempt2")
+                c.close("r")
+                took = await within(5, follower.done)
+        assert follower.items == old and follower.aborted
+        assert took < 3
+        await c.flush()
+        assert await collect(b, "r", FROM_START) == new
+        if prepared:
+            assert new[0].ms > old[-1].ms
+            assert await collect(b, "r", cursor_of(old[-1])) == new
