@@ -1,6 +1,7 @@
 """Contract suite of ``runtime.control.protocol.ControlChannel``: one set of tests, every
 implementation (``local``; ``redis``, where the publisher and the receiver are two channels
-on one key prefix, i.e. two processes; ``pg_notify``, two channels on one fresh database).
+on one key prefix, i.e. two processes; ``pg_notify``, two channels on one fresh database;
+``split``, cancels on Redis and wake-ups on PostgreSQL, the scale-out composition).
 
 What every channel must do (protocol.py delivery rules): a cancel reaches every process's
 handlers (the publisher's synchronously), wake-ups wake a waiter promptly, they are a level
@@ -22,11 +23,12 @@ from runtime.control.local import LocalControlChannel
 from runtime.control.pg_notify import PgNotifyControlChannel
 from runtime.control.protocol import ControlChannel
 from runtime.control.redis import RedisControlChannel
+from runtime.control.split import SplitControlChannel
 from runtime.types import CancelAction
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
-KINDS = ["local", "redis", "pg_notify"]
+KINDS = ["local", "redis", "pg_notify", "split"]
 WAKE_LATENCY_S = 0.1  # the bound asked of a wake-up crossing processes on this machine
 
 MakePair = Callable[[], AbstractAsyncContextManager[tuple[ControlChannel, ControlChannel]]]
@@ -43,13 +45,28 @@ def make_pair(request: pytest.FixtureRequest) -> MakePair:
     """``(publisher, receiver)``: two processes' channels (the same one for ``local``), with
     ``run`` started and connected."""
     kind: str = request.param
-    redis = request.getfixturevalue("redis_prefix") if kind == "redis" else None
-    pg_url = request.getfixturevalue("pg_url") if kind == "pg_notify" else None
+    redis = request.getfixturevalue("redis_prefix") if kind in ("redis", "split") else None
+    pg_url = request.getfixturevalue("pg_url") if kind in ("pg_notify", "split") else None
 
     @asynccontextmanager
     async def make() -> AsyncIterator[tuple[ControlChannel, ControlChannel]]:
         async with AsyncExitStack() as stack:
             tg = await stack.enter_async_context(anyio.create_task_group())
+            if kind == "split":
+                assert pg_url is not None and redis is not None
+                split = []
+                for name in "ab":
+                    cancels = await stack.enter_async_context(RedisControlChannel.connect(
+                        redis[0], key_prefix=redis[1], client_name=f"{redis[1]}{name}"))
+                    wakes = await stack.enter_async_context(
+                        PgNotifyControlChannel.connect(pg_url))
+                    split.append(SplitControlChannel(cancels, wakes))
+                    tg.start_soon(split[-1].run)
+                    for part in (cancels, wakes):
+                        assert await part.wait_connected(5)
+                stack.callback(tg.cancel_scope.cancel)
+                yield split[0], split[1]
+                return
             if pg_url is not None:
                 pa = await stack.enter_async_context(PgNotifyControlChannel.connect(pg_url))
                 pb = await stack.enter_async_context(PgNotifyControlChannel.connect(pg_url))

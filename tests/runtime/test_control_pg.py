@@ -176,3 +176,33 @@ async def test_pings_keep_a_quiet_connection(pg_url: str) -> None:
         assert b.listener_pid == pid
         await a.publish_wake()
         assert await b.wait_wake(2)
+
+
+async def test_split_wake_ups_cross_processes_without_redis(pg_url: str) -> None:
+    """The scale-out composition with Redis away: claims are still woken across processes
+    (PostgreSQL), cancels reach the publisher's own runs and fall back to the slow path."""
+    from runtime.control.redis import RedisControlChannel
+    from runtime.control.split import SplitControlChannel
+
+    async with AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        split = []
+        for _ in range(2):
+            cancels = await stack.enter_async_context(RedisControlChannel.connect(
+                "redis://127.0.0.1:1/0", key_prefix="gwtest:none:", retry_max_s=0.1))
+            wakes = await stack.enter_async_context(PgNotifyControlChannel.connect(pg_url))
+            split.append(SplitControlChannel(cancels, wakes))
+            tg.start_soon(split[-1].run)
+            assert await wakes.wait_connected(5)
+        stack.callback(tg.cancel_scope.cancel)
+        a, b = split
+        mine, theirs = Recorder(), Recorder()
+        a.on_cancel(mine)
+        b.on_cancel(theirs)
+        await a.publish_cancel("run-1", CancelAction.INTERRUPT)  # does not raise
+        assert mine.got == [("run-1", CancelAction.INTERRUPT)]
+        started = time.monotonic()
+        await a.publish_wake()
+        assert await b.wait_wake(2)
+        assert time.monotonic() - started < 0.1
+        assert theirs.got == []  # lost with Redis: the lease renewal finds it
