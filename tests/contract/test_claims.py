@@ -12,6 +12,7 @@ the store's clock, fenced writes, the sweep), scale-out.md (b) steps 3, 5, 6, 7,
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -179,6 +180,81 @@ async def test_concurrent_claimers_keep_fifo_and_one_running_per_thread(pg_url: 
     assert rows == [("success", 50)]
     owners = await sql(pg_url, "SELECT count(DISTINCT owner) FROM runs")
     assert owners[0][0] >= 2  # the work was shared
+
+
+async def test_fifo_and_exactly_once_under_admissions_hand_backs_and_takeovers(
+    pg_url: str,
+) -> None:
+    """Three processes claim while runs keep arriving; some attempts are handed back, some
+    freeze past a short lease and are swept (their late finish must be refused). Every run
+    succeeds exactly once, and each thread's runs succeed in admission order."""
+    rng = random.Random(11)
+    total = 60
+    async with AsyncExitStack() as stack:
+        stores = [await stack.enter_async_context(PostgresStore.open(pg_url, max_size=4))
+                  for _ in range(3)]
+        admitted_order: dict[str, list[str]] = {f"t{i}": [] for i in range(8)}
+        succeeded: list[str] = []
+        order: dict[str, list[str]] = {tid: [] for tid in admitted_order}
+        zombie_writes: list[bool] = []
+        attempts: list[str] = []
+        all_done = anyio.Event()
+
+        async def admitter() -> None:
+            for _ in range(total):
+                tid = rng.choice(list(admitted_order))
+                run = await admitted(stores[rng.randrange(3)], tid)
+                admitted_order[tid].append(run.run_id)
+                await anyio.sleep(rng.random() * 0.01)
+
+        async def execute(store: PostgresStore, claim: Claim) -> None:
+            run, tid = claim.run, claim.run.thread_id
+            attempts.append(run.run_id)
+            fate = len(attempts)
+            await anyio.sleep(rng.random() * 0.005)
+            if fate % 5 == 1:
+                await store.requeue_fenced(run.run_id, claim.lease_token)
+                return
+            if fate % 7 == 3:  # freezes past its lease: swept and re-run elsewhere meanwhile
+                with anyio.fail_after(20):
+                    while await store.lease_held(  # noqa: ASYNC110 (a poll)
+                            run.run_id, claim.lease_token):
+                        await anyio.sleep(0.05)
+                zombie_writes.append(await store.finish_run_fenced(
+                    run.run_id, tid, claim.lease_token, RunStatus.SUCCESS, done()))
+                return
+            if await store.finish_run_fenced(run.run_id, tid, claim.lease_token,
+                                             RunStatus.SUCCESS, done(run=run.run_id)):
+                succeeded.append(run.run_id)
+                order[tid].append(run.run_id)
+                if len(succeeded) == total:
+                    all_done.set()
+
+        async def claimer(store: PostgresStore, owner: str) -> None:
+            async with anyio.create_task_group() as tg:
+                while not all_done.is_set():
+                    got = await store.claim_runs(owner, 2, 0.3)
+                    for claim in got:
+                        tg.start_soon(execute, store, claim)
+                    await anyio.sleep(0 if got else 0.01)
+
+        async def sweeper(store: PostgresStore) -> None:
+            while not all_done.is_set():
+                await store.sweep_expired(1000, 0.0)
+                await anyio.sleep(0.05)
+
+        with anyio.fail_after(45):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(admitter)
+                for i, store in enumerate(stores):
+                    tg.start_soon(claimer, store, f"p{i}")
+                    tg.start_soon(sweeper, store)
+    assert sorted(succeeded) == sorted(r for rs in admitted_order.values() for r in rs)
+    assert order == admitted_order
+    assert zombie_writes and not any(zombie_writes)
+    rows = await sql(pg_url, "SELECT status, count(*) FROM runs GROUP BY status")
+    assert rows == [("success", total)]
+    assert (await sql(pg_url, "SELECT count(*) FROM threads WHERE status = 'busy'")) == [(0,)]
 
 
 async def test_after_seconds_is_respected_and_blocks_the_thread(claims: PostgresStore) -> None:
