@@ -212,15 +212,18 @@ BEGIN
     IF p_limit <= 0 THEN
         RETURN;
     END IF;
-    FOR cand IN
-        SELECT h.seq, h.thread_id FROM (
-            SELECT DISTINCT ON (p.thread_id) p.seq, p.thread_id, p.not_before
-            FROM runs AS p WHERE p.status = 'pending' AND p.cancel_action IS NULL
-            ORDER BY p.thread_id, p.seq) AS h
-        WHERE (h.not_before IS NULL OR h.not_before::timestamptz <= now())
-          AND NOT EXISTS (SELECT 1 FROM runs AS x WHERE x.thread_id = h.thread_id
+    FOR cand IN  -- pending runs in admission order that are their thread's head (a cursor:
+                 -- a fast-start plan walks runs_active by seq and probes per row, so a claim
+                 -- reads about as many rows as it skips, not the whole backlog)
+        SELECT p.seq, p.thread_id FROM runs AS p
+        WHERE p.status = 'pending' AND p.cancel_action IS NULL
+          AND (p.not_before IS NULL OR p.not_before::timestamptz <= now())
+          AND NOT EXISTS (SELECT 1 FROM runs AS x WHERE x.thread_id = p.thread_id
                           AND x.status = 'running')
-        ORDER BY h.seq
+          AND NOT EXISTS (SELECT 1 FROM runs AS x WHERE x.thread_id = p.thread_id
+                          AND x.status = 'pending' AND x.cancel_action IS NULL
+                          AND x.seq < p.seq)
+        ORDER BY p.seq
     LOOP
         PERFORM 1 FROM threads AS t WHERE t.thread_id = cand.thread_id FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
