@@ -88,6 +88,8 @@ Limits:
    joins of a run pending longer than ``live_ttl_s`` end with a gap.
 9. Memory: a process holds a replica of every remote run it has subscribers for, bounded as
    the owner's log (``max_events_per_run``, ``max_bytes_per_run``).
+10. One Redis, not a Cluster: the reader's one ``XREAD`` names keys of many runs, which a
+    cluster refuses (``CROSSSLOT``) unless they share a hash tag.
 
 Deliberate differences from the reference:
 1. Ids are today's ``<ms>-<seq>`` given explicitly to ``XADD`` (the reference's v2 streams use
