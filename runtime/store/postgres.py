@@ -25,6 +25,9 @@ Invariants:
    its admission order. Locks are taken thread row first, then run rows: no deadlock between
    these operations.
 
+Claims, leases and fencing for N processes (``RunClaims``) are ``PostgresClaims``
+(postgres_claims.py), inherited here; SQLite has none (one process by construction).
+
 Deliberate differences from the SQLite store:
 1. JSON is ``jsonb`` (postgres_schema.py, difference 1): key order and number spelling are not
    kept. A client's value holding U+0000 is refused with ``InvalidRequest`` (422 at

@@ -162,6 +162,11 @@ class PostgresClaims:
         the caller's lease holds: ``lease_token = token AND status = 'running'``. Notifies
         ``RUNS_CHANNEL`` when the thread has pending runs.
 
+        A lease past its expiry that no sweep has taken yet still holds (as for
+        ``renew_leases``): the caller's own deadline (fail-stop at the last confirmed expiry,
+        on its monotonic clock) is what keeps a frozen process from writing late; the token is
+        what makes a late write harmless once the run was taken over.
+
         Returns:
             True if written; False (nothing written) if the lease was lost (swept, taken
             over) or the run already ended.

@@ -395,6 +395,36 @@ async def test_a_short_lease_expires_on_the_database_clock(claims: PostgresStore
     assert swept.run.run_id == run.run_id and swept.outcome == SweepOutcome.REQUEUED
 
 
+async def test_leases_ignore_the_app_clock(
+    claims: PostgresStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The processes' clocks are an hour apart (one ahead, one behind the database's): a
+    lease expiry computed from either would be swept at once or never; on the database's clock
+    a 30 s lease is neither."""
+    from datetime import UTC, datetime, timedelta
+
+    from runtime.store import postgres, postgres_claims
+
+    def skewed(hours: float) -> None:
+        def now_iso() -> str:
+            return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
+
+        monkeypatch.setattr(postgres_claims, "now_iso", now_iso)
+        monkeypatch.setattr(postgres, "now_iso", now_iso)
+
+    skewed(+1)
+    run = await admitted(claims, "t1")
+    (claim,) = await claims.claim_runs("ahead", 1, LEASE_S)
+    skewed(-1)
+    assert await claims.sweep_expired(3, 0.0) == []
+    renewed = await claims.renew_leases("ahead", {run.run_id: claim.lease_token}, 0.2)
+    assert run.run_id in renewed.renewed
+    await anyio.sleep(0.4)
+    skewed(+1)
+    (swept,) = await claims.sweep_expired(3, 0.0)
+    assert swept.run.run_id == run.run_id
+
+
 async def test_a_graceful_hand_back_keeps_the_attempt(pg_url: str) -> None:
     async with PostgresStore.open(pg_url) as a, PostgresStore.open(pg_url) as b:
         run = await admitted(a, "t1")
