@@ -61,7 +61,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from runtime.ids import now_iso
 from runtime.store.postgres_schema import RUN_COLS, RUNS_CHANNEL, outcome_args, run_from_row
-from runtime.store.protocol import Claim, RenewResult, SweepOutcome, SweptRun
+from runtime.store.protocol import CancelRequest, Claim, RenewResult, SweepOutcome, SweptRun
 from runtime.types import CancelAction, RunStatus, ThreadOutcome
 
 Conn = AsyncConnection[tuple[Any, ...]]
@@ -215,6 +215,37 @@ class PostgresClaims:
         rows = await self._fetchall_claims(LEASE_HELD_SQL.removesuffix(" FOR KEY SHARE"),
                                            (run_id, token))
         return bool(rows)
+
+    async def request_cancel(
+        self, run_id: str, action: CancelAction, thread_id: str | None = None
+    ) -> CancelRequest | None:
+        """Record the durable cancel intent of an active run, from any process, in one
+        statement (scale-out.md (b) step 9): ``rollback`` replaces ``interrupt``, never the
+        reverse (the single-process manager's rule, now held by the row for every process);
+        ``cancel_requested_at`` keeps the first request's instant (DB clock).
+
+        ``set_cancel_action`` stays as it was (the last request is stored), for the
+        single-process manager.
+
+        Returns:
+            The run as now stored (``pending``: the caller finishes it; ``running``: the caller
+            signals ``owner``, and the owner's renewal reads the intent if the signal is lost)
+            and its lease holder; None if the run is not pending or running (or not in
+            ``thread_id``).
+        """
+        sql = (
+            "UPDATE runs SET cancel_action = CASE WHEN cancel_action = 'rollback' "
+            "THEN cancel_action ELSE %s END, "
+            "cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = %s "
+            "WHERE run_id = %s AND status IN ('pending', 'running')")
+        args: tuple[Any, ...] = (action, now_iso(), run_id)
+        if thread_id is not None:
+            sql += " AND thread_id = %s"
+            args = (*args, thread_id)
+        rows = await self._fetchall_claims(f"{sql} RETURNING {RUN_COLS}, owner", args)
+        if not rows:
+            return None
+        return CancelRequest(run_from_row(rows[0]), rows[0][-1])
 
     async def sweep_expired(self, max_attempts: int, grace_s: float) -> list[SweptRun]:
         """Take over every ``running`` run whose lease expired more than ``grace_s`` ago (DB

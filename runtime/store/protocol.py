@@ -154,6 +154,16 @@ class SweptRun:
     previous_owner: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """A cancel intent as recorded by ``request_cancel``: the run as now stored (still
+    ``pending`` or ``running``; ``cancel_action`` the effective intent) and the process whose
+    lease it runs under (None while pending), to be signalled."""
+
+    run: Run
+    owner: str | None
+
+
 class RunClaims(Protocol):
     """Claims, leases and fencing for several processes on one store (PostgreSQL:
     runtime/store/postgres_claims.py documents each method).
@@ -191,6 +201,12 @@ class RunClaims(Protocol):
 
     async def lease_held(self, run_id: str, token: str) -> bool:
         """Whether ``token`` is still the running run's lease."""
+
+    async def request_cancel(
+        self, run_id: str, action: CancelAction, thread_id: str | None = None
+    ) -> CancelRequest | None:
+        """Record a cancel intent from any process (a rollback is never downgraded); the run
+        and its lease holder, or None if the run is not active."""
 
     async def sweep_expired(self, max_attempts: int, grace_s: float) -> list[SweptRun]:
         """Re-queue, interrupt or fail the runs whose lease expired ``grace_s`` ago."""

@@ -486,6 +486,34 @@ async def test_the_checkpointer_fence_holds_off_the_sweep_not_the_renewal(
         assert await cur.fetchall() == []  # the stale attempt's checkpoint write is refused
 
 
+async def test_a_cancel_request_keeps_a_rollback_and_names_the_owner(
+    claims: PostgresStore, pg_url: str,
+) -> None:
+    running = await admitted(claims, "t1")
+    pending = await admitted(claims, "t1")
+    (claim,) = await claims.claim_runs("p1", 1, LEASE_S)
+    got = await claims.request_cancel(running.run_id, CancelAction.INTERRUPT, "t1")
+    assert got is not None and got.owner == "p1"
+    assert (got.run.status, got.run.cancel_action) == (RunStatus.RUNNING, CancelAction.INTERRUPT)
+    first = await sql(pg_url, "SELECT cancel_requested_at FROM runs WHERE run_id = %s",
+                      running.run_id)
+    got = await claims.request_cancel(running.run_id, CancelAction.ROLLBACK)
+    assert got is not None and got.run.cancel_action == CancelAction.ROLLBACK
+    got = await claims.request_cancel(running.run_id, CancelAction.INTERRUPT)
+    assert got is not None and got.run.cancel_action == CancelAction.ROLLBACK  # not downgraded
+    assert await sql(pg_url, "SELECT cancel_requested_at FROM runs WHERE run_id = %s",
+                     running.run_id) == first
+    renewed = await claims.renew_leases("p1", {running.run_id: claim.lease_token}, LEASE_S)
+    assert renewed.renewed == {running.run_id: CancelAction.ROLLBACK}  # the slow path
+
+    got = await claims.request_cancel(pending.run_id, CancelAction.INTERRUPT)
+    assert got is not None and got.owner is None and got.run.status == RunStatus.PENDING
+    assert await claims.request_cancel(pending.run_id, CancelAction.INTERRUPT, "t2") is None
+    assert await claims.finish_run(pending.run_id, "t1", RunStatus.INTERRUPTED, None)
+    assert await claims.request_cancel(pending.run_id, CancelAction.INTERRUPT) is None
+    assert await claims.request_cancel("missing", CancelAction.INTERRUPT) is None
+
+
 # ---- sweep ---------------------------------------------------------------------------------------
 
 
