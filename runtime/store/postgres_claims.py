@@ -94,7 +94,9 @@ class PostgresClaims:
 
         Args:
             owner: the claiming process's id (any text; kept on the row for diagnosis).
-            limit: free slots of the process; 0 or less claims nothing.
+            limit: free slots of the process; 0 or less claims nothing. Each claimed run
+                costs a subtransaction (the unique-violation guard): keep it under 64, the
+                subtransactions a backend caches before snapshots of every session slow down.
             lease_s: seconds of lease.
 
         Returns:
