@@ -141,7 +141,7 @@ async def _open_bridge(
     """The StreamBridge and the background task it needs (run in the runtime's task group);
     it is closed after the task group (its queued events flushed first)."""
     if config.bridge_kind == "redis" and config.redis_url:
-        redis_bridge = await stack.enter_async_context(RedisStreamBridge.open(
+        redis_bridge = await stack.enter_async_context(RedisStreamBridge.connect(
             config.redis_url, config.bridge, key_prefix=config.redis_key_prefix))
         return redis_bridge, redis_bridge.run
     if config.bridge_kind == "sqlite" and config.data_dir is not None:

@@ -80,8 +80,8 @@ Limits:
    for its next attempt and follows that one; if none starts, it replays the aborted attempt
    and raises ``StreamAborted`` (memory forgets an aborted log at once: a local join yields
    nothing); the client reconnects, which is what an abort asks of it.
-6. ``open`` is the StreamBridge method on an instance and ``connect`` on the class (the
-   runtime's ``RedisStreamBridge.open(url, limits, key_prefix=...)``), through a descriptor.
+6. ``RedisStreamBridge.connect(url, limits, key_prefix=...)`` builds the bridge (an async
+   context manager, as ``SqliteStreamBridge.connect``); ``open`` is the StreamBridge method.
 7. Nothing fences a stale owner's writes yet (scale-out.md (b) step 6): a zombie's ``XADD`` of
    an id at or below the stream's top is refused by Redis and logged at debug level.
 8. A run only ``announce``d (admitted, not yet executed) has a stream that nobody refreshes:
@@ -105,8 +105,8 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal, Protocol, overload
+from contextlib import asynccontextmanager
+from typing import Any, Literal
 
 import anyio
 import redis.asyncio as aioredis
@@ -159,38 +159,6 @@ def _parse_id(raw: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class _OpenRun(Protocol):
-    def __call__(self, run_id: str, thread_id: str | None = None) -> None: ...
-
-
-class _Connect(Protocol):
-    def __call__(
-        self, url: str, limits: BridgeLimits, *, key_prefix: str = ...,
-        client_name: str | None = ..., **options: Any,
-    ) -> AbstractAsyncContextManager[RedisStreamBridge]: ...
-
-
-class _OpenMethod:
-    """``open`` is two things: on the class, ``RedisStreamBridge.open(url, limits,
-    key_prefix=...)`` is ``connect`` (an async context manager, the runtime's call); on an
-    instance, ``bridge.open(run_id, thread_id)`` is the StreamBridge method (``open_run``)."""
-
-    @overload
-    def __get__(self, obj: None, owner: type[RedisStreamBridge]) -> _Connect: ...
-
-    @overload
-    def __get__(self, obj: RedisStreamBridge, owner: type[Any] | None = None) -> _OpenRun: ...
-
-    def __get__(
-        self, obj: RedisStreamBridge | None, owner: type[Any] | None = None
-    ) -> _Connect | _OpenRun:
-        if obj is None:
-            assert owner is not None
-            connect: _Connect = owner.connect
-            return connect
-        return obj.open_run
-
-
 class RedisStreamBridge(MemoryStreamBridge):
     """Cross-process StreamBridge (``redis_url``). Run ``run`` in the runtime's task group.
 
@@ -205,8 +173,6 @@ class RedisStreamBridge(MemoryStreamBridge):
             before it ends with a gap (invariant 5).
         max_queued: ops kept for Redis while it is unreachable (invariant 4).
     """
-
-    open = _OpenMethod()
 
     def __init__(
         self, client: aioredis.Redis, limits: BridgeLimits | None = None, *,
@@ -244,7 +210,7 @@ class RedisStreamBridge(MemoryStreamBridge):
 
         ``client_name`` names its connections (``CLIENT LIST``); ``options`` are the
         constructor's. On exit, what is queued is flushed (for at most 5 s) and the pool is
-        closed. Also reachable as ``RedisStreamBridge.open(url, limits, key_prefix=...)``.
+        closed.
 
         Raises:
             redis.exceptions.ConnectionError: Redis is not reachable at start-up.
@@ -272,7 +238,7 @@ class RedisStreamBridge(MemoryStreamBridge):
 
     # ---- writing ------------------------------------------------------------------------------
 
-    def open_run(self, run_id: str, thread_id: str | None = None) -> None:
+    def open(self, run_id: str, thread_id: str | None = None) -> None:
         """Open the run's log; a run this process does not hold yet gets a fresh Redis stream
         (its old one, a crashed attempt's, is deleted first: invariant 1)."""
         if not self.has(run_id):

@@ -89,6 +89,14 @@ class SqliteStreamBridge(MemoryStreamBridge):
                 self._wake.set()
         return item
 
+    def discard(self, run_id: str) -> None:
+        """Close and drop the log at once (a deleted or rolled-back run), its stored rows too:
+        a discarded run is never replayed from SQLite."""
+        super().discard(run_id)
+        self._pending = [row for row in self._pending if row[0] != run_id]
+        self._reset.append(run_id)
+        self._wake.set()
+
     def close(self, run_id: str) -> None:
         """End the run's stream and flush its tail soon."""
         super().close(run_id)

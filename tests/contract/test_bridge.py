@@ -243,13 +243,7 @@ async def test_abort_raises_stream_aborted_after_draining(make: MakeBridges) -> 
         assert consumer.aborted
 
 
-async def test_discard_ends_subscribers_and_forgets_the_log(
-    make: MakeBridges, request: pytest.FixtureRequest
-) -> None:
-    if request.node.callspec.params["make"] == "sqlite":
-        request.applymarker(pytest.mark.xfail(
-            reason="SqliteStreamBridge.discard keeps the stored rows: a discarded run is still "
-                   "replayed from SQLite (runtime/bridge/sqlite.py has no discard override)"))
+async def test_discard_ends_subscribers_and_forgets_the_log(make: MakeBridges) -> None:
     async with make() as b:
         b.writer.open("r")
         published = publish_n(b.writer, "r", 2)

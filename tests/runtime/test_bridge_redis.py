@@ -39,9 +39,9 @@ async def processes(
     limits = limits or BridgeLimits()
     opts = {**FAST, **options}
     async with (
-        RedisStreamBridge.open(url, limits, key_prefix=prefix, **opts) as a,
-        RedisStreamBridge.open(url, limits, key_prefix=prefix, **opts) as b,
-        RedisStreamBridge.open(url, limits, key_prefix=prefix, **opts) as c,
+        RedisStreamBridge.connect(url, limits, key_prefix=prefix, **opts) as a,
+        RedisStreamBridge.connect(url, limits, key_prefix=prefix, **opts) as b,
+        RedisStreamBridge.connect(url, limits, key_prefix=prefix, **opts) as c,
         anyio.create_task_group() as tg,
     ):
         bridges = [a, b, c][:n]
@@ -179,7 +179,7 @@ async def test_live_stream_outlives_its_ttl_while_the_owner_lives_then_expires(
     stream expires ``live_ttl_s`` after its last refresh."""
     url, prefix = redis_prefix
     async with (
-        RedisStreamBridge.open(url, BridgeLimits(), key_prefix=prefix, live_ttl_s=1.0) as a,
+        RedisStreamBridge.connect(url, BridgeLimits(), key_prefix=prefix, live_ttl_s=1.0) as a,
         raw(redis_prefix) as r,
     ):
         a.open("r")
@@ -262,7 +262,7 @@ async def test_entries_lost_before_b_read_them_give_a_gap(
     url, prefix = redis_prefix
     async with (
         processes(redis_prefix, 1) as [a],
-        RedisStreamBridge.open(url, BridgeLimits(), key_prefix=prefix, **FAST) as b,
+        RedisStreamBridge.connect(url, BridgeLimits(), key_prefix=prefix, **FAST) as b,
         raw(redis_prefix) as r,
     ):
         a.open("r")
@@ -319,7 +319,7 @@ async def test_one_reader_connection_serves_every_remote_subscriber(
     name = "gwtest-" + prefix.split(":")[1]
     async with (
         processes(redis_prefix, 1) as [a],
-        RedisStreamBridge.open(url, BridgeLimits(), key_prefix=prefix, client_name=name,
+        RedisStreamBridge.connect(url, BridgeLimits(), key_prefix=prefix, client_name=name,
                                **FAST) as b,
         raw(redis_prefix) as r,
     ):
@@ -458,8 +458,8 @@ async def test_redis_gone_mid_run_ends_remote_readers_and_spares_the_owner(
             await outer.start(proxy.serve)
             via = f"redis://127.0.0.1:{proxy.port}/0"
             async with (
-                RedisStreamBridge.open(via, BridgeLimits(), key_prefix=prefix, **FAST) as a,
-                RedisStreamBridge.open(via, BridgeLimits(), key_prefix=prefix, **FAST) as b,
+                RedisStreamBridge.connect(via, BridgeLimits(), key_prefix=prefix, **FAST) as a,
+                RedisStreamBridge.connect(via, BridgeLimits(), key_prefix=prefix, **FAST) as b,
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(a.run)
