@@ -39,15 +39,12 @@ import orjson
 from psycopg import AsyncConnection
 
 from runtime.errors import InvalidRequest
+from runtime.store import rows
 from runtime.store.filters import check_filter
 from runtime.types import (
-    CancelAction,
-    MultitaskStrategy,
     Run,
-    RunStatus,
     Thread,
     ThreadOutcome,
-    ThreadStatus,
 )
 
 SCHEMA_LOCK = 0x6777_7374_6F72_6501
@@ -493,37 +490,13 @@ def loads_json(data: bytes | bytearray | memoryview | str) -> Any:
 
 
 def run_from_row(row: Sequence[Any]) -> Run:
-    return Run(
-        run_id=row[0],
-        thread_id=row[1],
-        assistant_id=row[2],
-        graph_id=row[3],
-        status=RunStatus(row[4]),
-        metadata=row[5],
-        kwargs=row[6],
-        multitask_strategy=MultitaskStrategy(row[7]),
-        created_at=row[8],
-        updated_at=row[9],
-        attempt=row[10],
-        cancel_action=CancelAction(row[11]) if row[11] else None,
-        on_completion=row[12],
-        not_before=row[13],
-    )
+    """The ``Run`` of a ``runs`` row of this engine (runtime/store/rows.py)."""
+    return rows.run_from_row(row)
 
 
 def thread_from_row(row: Sequence[Any]) -> Thread:
-    return Thread(
-        thread_id=row[0],
-        created_at=row[1],
-        updated_at=row[2],
-        state_updated_at=row[3],
-        metadata=row[4],
-        status=ThreadStatus(row[5]),
-        config=row[6],
-        values=row[7],
-        interrupts=row[8],
-        error=row[9],
-    )
+    """The ``Thread`` of a ``threads`` row of this engine (runtime/store/rows.py)."""
+    return rows.thread_from_row(row)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, Thread, ThreadStatus
+from runtime.store import rows
+from runtime.types import Run, Thread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
@@ -109,34 +110,10 @@ def from_json(text: str | None) -> Any:
 
 
 def run_from_row(row: Sequence[Any]) -> Run:
-    return Run(
-        run_id=row[0],
-        thread_id=row[1],
-        assistant_id=row[2],
-        graph_id=row[3],
-        status=RunStatus(row[4]),
-        metadata=orjson.loads(row[5]),
-        kwargs=orjson.loads(row[6]),
-        multitask_strategy=MultitaskStrategy(row[7]),
-        created_at=row[8],
-        updated_at=row[9],
-        attempt=row[10],
-        cancel_action=CancelAction(row[11]) if row[11] else None,
-        on_completion=row[12],
-        not_before=row[13],
-    )
+    """The ``Run`` of a ``runs`` row of this engine (runtime/store/rows.py)."""
+    return rows.run_from_row(row, from_json)
 
 
 def thread_from_row(row: Sequence[Any]) -> Thread:
-    return Thread(
-        thread_id=row[0],
-        created_at=row[1],
-        updated_at=row[2],
-        state_updated_at=row[3],
-        metadata=orjson.loads(row[4]),
-        status=ThreadStatus(row[5]),
-        config=orjson.loads(row[6]),
-        values=from_json(row[7]),
-        interrupts=from_json(row[8]),
-        error=from_json(row[9]),
-    )
+    """The ``Thread`` of a ``threads`` row of this engine (runtime/store/rows.py)."""
+    return rows.thread_from_row(row, from_json)
