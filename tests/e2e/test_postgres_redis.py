@@ -158,3 +158,27 @@ async def test_an_output_with_u0000_on_postgres(
     assert after["messages"][-1]["content"] == "echo: next"
     r = await client.http.client.post("/threads", json={"metadata": {"k": "\x00"}})
     assert r.status_code == 422 and "U+0000" in r.json()["detail"]
+
+
+@pytest.mark.timeout(60)
+async def test_join_after_the_stream_expired_on_redis(
+    make_gateway: MakeGateway, engines: dict[str, str],
+) -> None:
+    """After ``stream_retention_s`` the Redis stream is gone too: a fresh join of a failed run
+    gets its stored error at once, a join of a finished run ends at once."""
+    server = make_gateway(stream_retention_s=0.3, **engines).start()
+    client = get_client(url=server.url)
+    thread_id = str((await client.threads.create())["thread_id"])
+    failed = await client.runs.create(thread_id, "fail", input=user("gone"))
+    await client.runs.join(thread_id, failed["run_id"])
+    redis_client = redis.Redis.from_url(engines["redis_url"])
+    key = f"{engines['redis_key_prefix']}run:{failed['run_id']}"
+    with anyio.fail_after(10):  # retention over: the stream expired in Redis
+        while True:
+            if not redis_client.exists(key):
+                break
+            await anyio.sleep(0.1)
+    with anyio.fail_after(3):
+        events = [(p.event, p.data) async for p in client.runs.join_stream(
+            thread_id, failed["run_id"])]
+    assert events == [("error", {"error": "ValueError", "message": "deliberate failure: gone"})]
