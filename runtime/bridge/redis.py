@@ -1,8 +1,9 @@
 """RedisStreamBridge: the in-memory bridge plus one Redis Stream per run, so that N gateway
 processes share run streams (``redis_url``; design.md 9, scale-out.md (b) step 8).
 
-What it owns: the Redis copy of every run log this process publishes, and the reading of run
-logs that other processes publish. The process that executes a run publishes into its local
+What it owns: the Redis copy of every run log this process publishes, and (through its
+``RedisStreamReader``, runtime/bridge/redis_reader.py) the reading of run logs that other
+processes publish. The process that executes a run publishes into its local
 in-memory log (``MemoryStreamBridge``: local subscribers are served from memory with no Redis
 round trip) and a flusher task (``run``) copies each event into Redis in pipelined batches (one
 Lua call per run per batch appends its events, trims and rolls the TTL). A subscription to a
@@ -23,15 +24,9 @@ Key layout (``key_prefix`` defaults to ``gw:``):
     batch and every ``live_ttl_s / 4`` for every open run, so a crashed owner's stream still
     expires); after the end marker, ``retention_s``.
 
-Reader design: ONE READER TASK PER PROCESS (inside ``run``) serves every remote subscriber.
-The first subscription to a remote run loads the stream (``XRANGE`` in chunks) into a local
-replica, a memory log with the owner's bounds; later subscriptions to that run share it. The
-reader task follows every replica with one ``XREAD BLOCK`` over all of their keys on a dedicated
-connection (scale-out.md 5.2), feeds the replicas, and is woken with ``CLIENT UNBLOCK`` when a
-new replica must join the read. Remote subscribers are memory cursors on a replica (memory.py's
-``_read``), so they get memory's cursor table, gaps and fan-out unchanged; a paused one never
-holds anything in Redis. A replica is dropped when its last subscriber leaves or its stream
-ends (a later join loads it again).
+The reader half (one reader task per process, the replicas of remote runs) is
+runtime/bridge/redis_reader.py: its docstring has the reader design, invariants 5-6 and limits
+2-5 and 9-10 (the two docstrings share one numbering, hence the gaps below).
 
 Invariants (in addition to runtime/bridge/memory.py's, which local subscribers get unchanged):
 1. The stored log is the latest attempt's: ``open`` of a run this process does not hold deletes
@@ -50,46 +45,16 @@ Invariants (in addition to runtime/bridge/memory.py's, which local subscribers g
    memory and to the queue. The flusher logs a failed batch and retries it with a backoff; when
    Redis stays away and more than ``max_queued`` ops are waiting, the oldest are dropped (with a
    warning): a remote reader then sees a gap.
-5. A remote reader never hangs: it ends at the end marker (``StreamAborted`` on ``aborted``);
-   an unknown or expired stream yields nothing at once; a stream that disappears under a live
-   reader (Redis flushed or restarted, TTL expired after the owner died), or Redis unreachable,
-   ends the reader with a ``StreamGap`` (``first_id`` None, ``dropped`` None) once that has
-   lasted ``gone_grace_s`` (checked every ``block_ms``); a stream that comes back (the owner
-   publishes again after a flush) is followed on, with an exact ``StreamGap`` for the events
-   the reader never saw (``seq`` is the 1-based position).
-6. Remote readers follow memory.py invariant 5's cursor table: a gap when the requested id was
-   trimmed (the first retained entry's seq > requested seq + 1), and the ``REPLAY`` rule (an
-   ``error`` entry already in the replica when the subscription starts is withheld).
 
 Limits:
 1. ``subscribe_thread`` / ``publish_thread`` (``GET /threads/{id}/stream``) stay process-local
    (inherited from memory): a thread stream sees only the runs executed by its own process.
-2. A remote subscription's start position is fixed when it starts iterating (after the replica
-   is loaded), not when ``subscribe`` is called (memory fixes it at the call): for ``LIVE`` and
-   for what ``REPLAY`` counts as "already logged".
-3. A replica knows when its attempt started only from the start marker; once that is trimmed,
-   an id from an earlier attempt is placed by its seq (a gap, never a silent skip, in
-   practice), where memory replays the whole log.
-4. A run re-executed elsewhere (a new start marker, a seq going back, or a stream replaced
-   below the reader's position, found by the quiet check every ``block_ms``) cuts the readers
-   of the old attempt with ``StreamAborted``, as a restart does. Their reconnect replays the
-   new attempt from its start only if its ids are above the old ones: the claiming process
-   calls ``prepare_open`` before ``open`` to make sure of it; without it, a new owner whose
-   clock is behind places an old ``Last-Event-ID`` by its seq (events skipped).
-5. A remote join of an aborted run (a shutdown handed it back) waits up to ``gone_grace_s``
-   for its next attempt and follows that one; if none starts, it replays the aborted attempt
-   and raises ``StreamAborted`` (memory forgets an aborted log at once: a local join yields
-   nothing); the client reconnects, which is what an abort asks of it.
 6. ``RedisStreamBridge.connect(url, limits, key_prefix=...)`` builds the bridge (an async
    context manager, as ``SqliteStreamBridge.connect``); ``open`` is the StreamBridge method.
 7. Nothing fences a stale owner's writes yet (scale-out.md (b) step 6): a zombie's ``XADD`` of
    an id at or below the stream's top is refused by Redis and logged at debug level.
 8. A run only ``announce``d (admitted, not yet executed) has a stream that nobody refreshes:
    joins of a run pending longer than ``live_ttl_s`` end with a gap.
-9. Memory: a process holds a replica of every remote run it has subscribers for, bounded as
-   the owner's log (``max_events_per_run``, ``max_bytes_per_run``).
-10. One Redis, not a Cluster: the reader's one ``XREAD`` names keys of many runs, which a
-    cluster refuses (``CROSSSLOT``) unless they share a hash tag.
 
 Deliberate differences from the reference:
 1. Ids are today's ``<ms>-<seq>`` given explicitly to ``XADD`` (the reference's v2 streams use
@@ -102,7 +67,6 @@ Deliberate differences from the reference:
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -112,8 +76,17 @@ import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from runtime.bridge.memory import MemoryStreamBridge, _read, _RunLog
-from runtime.bridge.protocol import FROM_START, REPLAY, BridgeLimits, Cursor
+from runtime.bridge.memory import MemoryStreamBridge
+from runtime.bridge.protocol import FROM_START, BridgeLimits, Cursor
+from runtime.bridge.redis_reader import (
+    _ABORTED,
+    _CLOSED,
+    _FIELD_END,
+    _FIELD_START,
+    RedisStreamReader,
+    _parse_id,
+    _Replica,
+)
 from runtime.types import StreamEvent, StreamGap
 
 logger = logging.getLogger(__name__)
@@ -141,22 +114,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-_READ_COUNT = 512  # entries per XREAD
-_FIELD_EVENT, _FIELD_DATA, _FIELD_END, _FIELD_START = b"event", b"data", b"end", b"start"
-_CLOSED, _ABORTED = b"closed", b"aborted"
-
 # queued ops, in order (invariant 3)
 _Reset = tuple[Literal["reset"], str, str]  # DEL + start marker id
 _Add = tuple[Literal["add"], str, StreamEvent]
 _End = tuple[Literal["end"], str, str, bytes]  # marker id, closed/aborted
 _Discard = tuple[Literal["discard"], str, str]  # DEL + end marker id
 _Op = _Reset | _Add | _End | _Discard
-
-
-def _parse_id(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class RedisStreamBridge(MemoryStreamBridge):
@@ -170,7 +133,7 @@ class RedisStreamBridge(MemoryStreamBridge):
         block_ms: how long one remote reader's ``XREAD`` blocks before it checks that its
             stream still exists.
         gone_grace_s: how long a remote reader waits for its vanished stream to come back
-            before it ends with a gap (invariant 5).
+            before it ends with a gap (redis_reader.py invariant 5).
         max_queued: ops kept for Redis while it is unreachable (invariant 4).
     """
 
@@ -186,19 +149,15 @@ class RedisStreamBridge(MemoryStreamBridge):
         self.key_prefix = key_prefix
         self.live_ttl_s = live_ttl_s if live_ttl_s is not None else max(
             4 * self.limits.retention_s, 60.0)
-        self.block_ms = block_ms
-        self.gone_grace_s = gone_grace_s
         self.max_queued = max_queued
         self._ops: list[_Op] = []
         self._trimmed: dict[str, int] = {}  # run_id -> local log base already trimmed in Redis
         self._wake = anyio.Event()
         self._lock = anyio.Lock()
         self._retry_s = 0.0
-        self._replicas: dict[str, _Replica] = {}  # run_id -> replica of a remote run
-        self._watch_changed = anyio.Event()
-        self._reader_id: int | None = None  # CLIENT ID of the reader's connection
-        self._reading: dict[str, _Replica] = {}  # what the XREAD in flight follows
-        self._round = 0
+        self._reader = RedisStreamReader(client, self.key, self.limits, block_ms=block_ms,
+                                         gone_grace_s=gone_grace_s)
+        self._replicas: dict[str, _Replica] = self._reader.replicas  # the same dict (tests)
 
     @classmethod
     @asynccontextmanager
@@ -236,6 +195,24 @@ class RedisStreamBridge(MemoryStreamBridge):
         """The Redis key of the run's stream."""
         return f"{self.key_prefix}run:{run_id}"
 
+    @property
+    def block_ms(self) -> int:
+        """The reader's ``XREAD BLOCK`` (constructor argument)."""
+        return self._reader.block_ms
+
+    @block_ms.setter
+    def block_ms(self, value: int) -> None:
+        self._reader.block_ms = value
+
+    @property
+    def gone_grace_s(self) -> float:
+        """How long a remote reader waits for a vanished stream (constructor argument)."""
+        return self._reader.gone_grace_s
+
+    @gone_grace_s.setter
+    def gone_grace_s(self, value: float) -> None:
+        self._reader.gone_grace_s = value
+
     # ---- writing ------------------------------------------------------------------------------
 
     def open(self, run_id: str, thread_id: str | None = None) -> None:
@@ -252,7 +229,8 @@ class RedisStreamBridge(MemoryStreamBridge):
         attempt's ids are above every id a client of the old one holds, whatever the clocks
         of the two machines. A reconnect with an old ``Last-Event-ID`` then replays the new
         attempt from its start (memory.py's "id of an earlier log" rule) instead of being
-        placed by its seq. Best effort: Redis errors are logged, never raised (limit 4)."""
+        placed by its seq. Best effort: Redis errors are logged, never raised
+        (redis_reader.py limit 4)."""
         with anyio.move_on_after(timeout_s):
             try:
                 top: Any = await self._redis.xrevrange(self.key(run_id), "+", "-", count=1)
@@ -342,12 +320,12 @@ class RedisStreamBridge(MemoryStreamBridge):
         self._wake.set()
 
     async def run(self) -> None:
-        """The bridge's two tasks: the reader (``_read_loop``) and the flusher, which sends
-        what is queued as soon as it is queued (one pipeline per batch: what accumulates while
-        a batch is in flight makes the next one) and refreshes the TTL of every open run's
-        stream every ``live_ttl_s / 4``. Never returns; cancel it to stop."""
+        """The bridge's two tasks: the reader (``RedisStreamReader.run``) and the flusher,
+        which sends what is queued as soon as it is queued (one pipeline per batch: what
+        accumulates while a batch is in flight makes the next one) and refreshes the TTL of
+        every open run's stream every ``live_ttl_s / 4``. Never returns; cancel it to stop."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._read_loop, name="redis stream reader")
+            tg.start_soon(self._reader.run, name="redis stream reader")
             await self._flush_loop()
 
     async def _flush_loop(self) -> None:
@@ -484,8 +462,9 @@ class RedisStreamBridge(MemoryStreamBridge):
         self, run_id: str, cursor: Cursor = FROM_START
     ) -> AsyncIterator[StreamEvent | StreamGap]:
         """As ``MemoryStreamBridge.subscribe`` for a run this process holds; any other run is
-        read from its Redis stream through this process's replica of it (reader design in
-        the module docstring; invariants 5 and 6, limits 2 to 5).
+        read from its Redis stream through this process's replica of it
+        (``RedisStreamReader.subscribe``; redis_reader.py: reader design, invariants 5 and 6,
+        limits 2 to 5).
 
         Raises (while iterating):
             StreamAborted: the run's stream ends with an abort marker, or the run is
@@ -496,276 +475,4 @@ class RedisStreamBridge(MemoryStreamBridge):
         """
         if self.has(run_id):
             return super().subscribe(run_id, cursor)
-        return self._remote(run_id, cursor)
-
-    async def _remote(
-        self, run_id: str, cursor: Cursor
-    ) -> AsyncIterator[StreamEvent | StreamGap]:
-        replica = await self._attach(run_id)
-        if replica is None:
-            return  # unknown or expired
-        try:
-            log = replica.log
-            if log.aborted and not replica.vanished:
-                # cut by a shutdown: the run is handed back and re-executed at once elsewhere;
-                # join its next attempt if it starts soon (a reconnect lands here)
-                with anyio.move_on_after(self.gone_grace_s):
-                    while replica.log is log:
-                        await replica.next_attempt.wait()
-                log = replica.log
-            last_id = "-1" if isinstance(cursor, str) else f"{cursor[0]}-{cursor[1]}"
-            withhold = log.end if cursor == REPLAY else 0
-            async for item in _read(log, log.position_after(cursor), last_id, withhold):
-                if isinstance(item, StreamEvent):
-                    last_id = item.id
-                yield item
-            if replica.vanished and log is replica.log:
-                yield StreamGap(last_id, None, None)
-        finally:
-            replica.users -= 1
-            if replica.users == 0 and self._replicas.get(run_id) is replica:
-                del self._replicas[run_id]
-
-    async def _attach(self, run_id: str) -> _Replica | None:
-        """This process's replica of the run's stream, loaded up to the stream's top (the
-        first subscriber loads it; later ones share it); None if the stream does not exist."""
-        while True:
-            replica = self._replicas.get(run_id)
-            if replica is not None:
-                await replica.loaded.wait()
-                if replica.missing:
-                    return None
-                if replica.failed or not (replica.ended or self._replicas.get(run_id) is replica):
-                    continue  # failed, or dropped while we waited: nobody feeds it any more
-                replica.users += 1
-                return replica
-            replica = self._replicas[run_id] = _Replica(self.key(run_id), self.limits)
-            try:
-                await self._load(replica)
-            except BaseException:
-                replica.failed = True
-                raise
-            finally:
-                if (replica.failed or replica.missing or replica.ended) and \
-                        self._replicas.get(run_id) is replica:
-                    del self._replicas[run_id]
-                replica.loaded.set()
-            if replica.missing:
-                return None
-            replica.users += 1
-            if not replica.ended:
-                try:
-                    await self._watch(replica)
-                except BaseException:  # cancelled: nobody will read it
-                    replica.users -= 1
-                    if replica.users == 0 and self._replicas.get(run_id) is replica:
-                        del self._replicas[run_id]
-                    raise
-            return replica
-
-    async def _load(self, replica: _Replica) -> None:
-        start = "-"
-        while True:
-            entries: Any = await self._redis.xrange(replica.key, start, "+", count=_READ_COUNT)
-            if not entries:
-                if start == "-":
-                    replica.missing = True
-                return
-            self._feed(replica, entries)
-            if replica.ended or len(entries) < _READ_COUNT:
-                return
-            start = "(" + replica.pos
-
-    def _feed(self, replica: _Replica, entries: list[Any]) -> None:
-        """Append Redis entries ``[(id, {field: value})]`` to the replica's log."""
-        replica.last_ok = time.monotonic()
-        replica.gone_since = None
-        for raw_id, fields in entries:
-            ms, seq = _parse_id(raw_id)
-            replica.pos = f"{ms}-{seq}"
-            log = replica.log
-            if _FIELD_END in fields:
-                if not log.closed:
-                    log.closed = True
-                    log.aborted = fields[_FIELD_END] == _ABORTED
-                    log.notify()
-                # an aborted attempt is followed on: its next attempt comes soon (limit 5)
-                replica.ended = not log.aborted
-                continue
-            if _FIELD_START in fields:
-                if log.end or log.closed:
-                    replica.new_attempt()
-                replica.log.created_ms = ms
-                replica.start_id = replica.pos
-                continue
-            if seq <= log.end or log.closed:  # a newer attempt whose start we did not see
-                log = replica.new_attempt()
-            if seq > log.end + 1:  # entries we never saw (trimmed or lost): readers get a gap
-                log.events.clear()
-                log.nbytes = 0
-                log.base = seq - 1
-            log.append(StreamEvent(ms, seq, fields[_FIELD_EVENT].decode(), fields[_FIELD_DATA]))
-
-    def _vanish(self, replica: _Replica) -> None:
-        logger.warning("stream %s vanished from Redis; ending its %d reader(s)",
-                       replica.key, replica.users)
-        replica.vanished = replica.ended = True
-        replica.log.closed = True
-        replica.log.notify()
-        for run_id, other in list(self._replicas.items()):
-            if other is replica:
-                del self._replicas[run_id]
-
-    async def _watch(self, replica: _Replica) -> None:
-        """Have the reader task follow ``replica`` from ``replica.pos``: wake it when idle,
-        unblock its ``XREAD`` when it blocks on a set of keys without this one."""
-        self._watch_changed.set()
-        round_ = self._round
-        for _ in range(50):
-            if self._round != round_ or self._reader_id is None or \
-                    self._reading.get(replica.key) is replica:
-                return
-            try:
-                if await self._redis.client_unblock(self._reader_id):
-                    return
-            except RedisError:
-                return  # the reader's next round picks the replica up (<= block_ms)
-            await anyio.sleep(0.002)  # the XREAD is on its way to Redis: unblock it once there
-
-    async def _read_loop(self) -> None:
-        """The reader task: one ``XREAD BLOCK`` on a dedicated connection over every watched
-        stream; entries go into the replicas (whose readers are memory cursors), end markers
-        end them, a stream gone for ``gone_grace_s`` (or Redis unreachable that long) ends
-        them with a gap."""
-        pool: Any = self._redis.connection_pool
-        conn: Any = None
-        retry_s = 0.0
-        try:
-            while True:
-                watched = {r.key: r for r in self._replicas.values()
-                           if r.loaded.is_set() and not r.ended}
-                if not watched:
-                    self._watch_changed = anyio.Event()
-                    await self._watch_changed.wait()
-                    continue
-                try:
-                    if conn is None:
-                        conn = await pool.get_connection()
-                    if not conn.is_connected or self._reader_id is None:
-                        if not conn.is_connected:
-                            await conn.connect()
-                        await conn.send_command("CLIENT", "ID")
-                        self._reader_id = int(await conn.read_response())
-                    keys = list(watched)
-                    self._round += 1
-                    self._reading = watched
-                    await conn.send_command(
-                        "XREAD", "COUNT", _READ_COUNT, "BLOCK", self.block_ms, "STREAMS",
-                        *keys, *(watched[k].pos for k in keys))
-                    with anyio.fail_after(self.block_ms / 1000 + 10):  # a silent Redis
-                        reply = await conn.read_response(timeout=math.inf)
-                    self._reading = {}
-                    # RESP3 (redis-py's default) answers a map, RESP2 a list of pairs
-                    streams = reply.items() if isinstance(reply, dict) else reply or []
-                    for raw_key, entries in streams:
-                        replica = watched.get(raw_key.decode())
-                        if replica is not None:
-                            self._feed(replica, [(i, _fields(f)) for i, f in entries])
-                    await self._check_gone(watched)
-                    retry_s = 0.0
-                except Exception as exc:  # never stop the bridge: Redis is a cache
-                    self._reading, self._reader_id = {}, None
-                    if conn is not None:  # a reply may be half read: start afresh
-                        await conn.disconnect()
-                    retry_s = min(max(0.05, retry_s * 2), 1.0)
-                    logger.warning("reading streams from Redis failed (%s); retrying in %.2f s",
-                                   exc, retry_s)
-                    now = time.monotonic()
-                    for replica in watched.values():  # unreachable counts as gone
-                        if now - replica.last_ok >= self.gone_grace_s:
-                            self._vanish(replica)
-                    await anyio.sleep(retry_s)
-        finally:
-            self._reading, self._reader_id = {}, None
-            if conn is not None:
-                with anyio.CancelScope(shield=True):
-                    await conn.disconnect()
-                    await pool.release(conn)
-
-    async def _check_gone(self, watched: dict[str, _Replica]) -> None:
-        now = time.monotonic()
-        period_s = self.block_ms / 1000
-        idle = [r for r in watched.values()  # quiet for a block, not checked for a block
-                if not r.ended and now - max(r.last_ok, r.last_check) >= period_s]
-        if not idle:
-            return
-        for replica in idle:
-            replica.last_check = now
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for replica in idle:
-                pipe.xrange(replica.key, "-", "+", count=1)
-            found: Any = await pipe.execute()
-        for replica, first in zip(idle, found, strict=True):
-            if first:
-                replica.last_ok, replica.gone_since = now, None
-                raw_id, fields = first[0]
-                first_id = raw_id.decode()
-                if _FIELD_START in fields and first_id != replica.start_id:
-                    # replaced by a new attempt whose ids are all below our position (its
-                    # owner's clock is behind, or the same ms): read it from its start
-                    logger.info("stream %s restarted below the reader's position", replica.key)
-                    replica.new_attempt()
-                    replica.pos = "0-0"
-            elif replica.gone_since is None:
-                replica.gone_since = now
-            elif now - replica.gone_since >= self.gone_grace_s:
-                self._vanish(replica)
-
-
-def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-class _Replica:
-    """This process's copy of another process's run stream, fed by the reader task.
-
-    ``log`` is a memory log (same bounds as the owner's), so remote subscribers are memory
-    cursors with memory's rules (invariant 6); ``pos`` is the last Redis id read.
-    """
-
-    __slots__ = ("key", "limits", "log", "pos", "users", "loaded", "missing", "failed",
-                 "ended", "vanished", "last_ok", "last_check", "gone_since", "start_id",
-                 "next_attempt")
-
-    def __init__(self, key: str, limits: BridgeLimits) -> None:
-        self.key = key
-        self.limits = limits
-        self.log = self._new_log()
-        self.pos = "0-0"
-        self.users = 0
-        self.loaded = anyio.Event()
-        self.missing = self.failed = self.ended = self.vanished = False
-        self.last_ok = time.monotonic()  # last sign of the stream (an entry, EXISTS)
-        self.last_check = 0.0  # last EXISTS sent
-        self.gone_since: float | None = None
-        self.start_id: str | None = None  # the current attempt's start marker, once read
-        self.next_attempt = anyio.Event()  # set when a new attempt replaces ``log``
-
-    def _new_log(self) -> _RunLog:
-        log = _RunLog(self.limits.max_events_per_run, self.limits.max_bytes_per_run)
-        log.created_ms = 0  # unknown until a start marker is read: trust the seq of an id
-        return log
-
-    def new_attempt(self) -> _RunLog:
-        """The run was re-executed elsewhere: readers of the old attempt raise
-        StreamAborted (their clients reconnect and replay the new attempt)."""
-        old = self.log
-        if not old.closed:
-            old.closed = old.aborted = True
-            old.notify()
-        self.log = self._new_log()
-        self.start_id = None
-        self.ended = False
-        self.next_attempt.set()
-        self.next_attempt = anyio.Event()
-        return self.log
+        return self._reader.subscribe(run_id, cursor)
