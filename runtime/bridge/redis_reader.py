@@ -338,10 +338,18 @@ class RedisStreamReader:
                 raw_id, fields = first[0]
                 first_id = raw_id.decode()
                 if _FIELD_START in fields and first_id != replica.start_id:
-                    # replaced by a new attempt whose ids are all below our position (its
+                    # replaced by a new attempt (its ids may all be below our position: its
                     # owner's clock is behind, or the same ms): read it from its start
-                    logger.info("stream %s restarted below the reader's position", replica.key)
-                    replica.new_attempt()
+                    if replica.log.end or replica.log.closed:
+                        logger.info("stream %s restarted below the reader's position",
+                                    replica.key)
+                        replica.new_attempt()
+                    else:
+                        # nothing of the replaced attempt was seen (an announced run, an attempt
+                        # with no event yet): its readers wait on and follow the new one in the
+                        # same log, as ``_feed`` does with a start marker (a race with the
+                        # XREAD, which would have fed that marker had it come first)
+                        replica.start_id = None
                     replica.pos = "0-0"
             elif replica.gone_since is None:
                 replica.gone_since = now
