@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     runtime_config = settings.runtime_config()
     with ExitStack() as stack:
         try:  # held for the process's life, before any store is opened (runtime/datadir.py)
-            if runtime_config.database_url:
+            if runtime_config.cluster:
+                pass  # N processes share the database: runs are claimed and leased in it
+            elif runtime_config.database_url:
                 stack.enter_context(exclusive_database(runtime_config.database_url))
             elif runtime_config.data_dir is not None:
                 stack.enter_context(exclusive_data_dir(runtime_config.data_dir))

@@ -11,6 +11,8 @@
                                  # checkpoints in PostgreSQL instead of data_dir
     redis_url: null              # redis://host:port/db: run streams in Redis
     redis_key_prefix: "gw:"      # every key the gateway writes starts with it
+    lease_s: 30                  # with both URLs: a running run's lease; a dead owner's run
+                                 # runs again elsewhere within 2 x lease_s + 2 s
     host: 127.0.0.1
     port: 8123
     max_concurrent_runs: 32
@@ -27,7 +29,7 @@ A ``langgraph.json`` contributes ``graphs`` and ``env`` (a file path or a mappin
 resolve against the config file's folder. Environment overrides: ``GATEWAY_DATA_DIR``,
 ``GATEWAY_HOST``, ``GATEWAY_PORT``, ``GATEWAY_MAX_CONCURRENT_RUNS``, ``GATEWAY_BRIDGE``,
 ``GATEWAY_MAX_BODY_MB``, ``GATEWAY_DATABASE_URL``, ``GATEWAY_REDIS_URL``,
-``GATEWAY_REDIS_KEY_PREFIX``.
+``GATEWAY_REDIS_KEY_PREFIX``, ``GATEWAY_LEASE_S``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Settings(BaseModel):
     database_url: str | None = Field(None, pattern=r"^postgres(ql)?://")
     redis_url: str | None = Field(None, pattern=r"^rediss?://")
     redis_key_prefix: str = Field("gw:", min_length=1, max_length=64)
+    lease_s: float = Field(30.0, ge=1.0, le=3600.0)
     host: str = "127.0.0.1"
     port: int = Field(8123, ge=0, le=65535)
     max_concurrent_runs: int = Field(32, ge=1)
@@ -118,6 +121,7 @@ class Settings(BaseModel):
             database_url=self.database_url,
             redis_url=self.redis_url,
             redis_key_prefix=self.redis_key_prefix,
+            lease_s=self.lease_s,
         )
 
 
@@ -141,6 +145,7 @@ _ENV_OVERRIDES = {
     "GATEWAY_DATABASE_URL": "database_url",
     "GATEWAY_REDIS_URL": "redis_url",
     "GATEWAY_REDIS_KEY_PREFIX": "redis_key_prefix",
+    "GATEWAY_LEASE_S": "lease_s",
     "GATEWAY_MAX_BODY_MB": "max_body_mb",
 }
 

@@ -1,6 +1,14 @@
 """open_runtime(): the composition root. Opens the stores, loads the graphs, recovers runs left
 by an earlier process, runs the scheduler, and shuts all of it down in order.
 
+Two modes:
+- **one process** (SQLite in ``data_dir``, memory, or PostgreSQL without Redis): ``RunManager``,
+  whose scheduler decides in memory; the data is locked to this process (step 0);
+- **cluster** (``database_url`` and ``redis_url``, ``bridge: redis``): ``ClusterRunManager``
+  (runtime/runs/cluster.py): any number of processes on one database, runs claimed and leased
+  there, cancels over Redis pub/sub, wake-ups over PostgreSQL NOTIFY. Steps 0 and 3 below are
+  skipped: leases, not a start-up sweep, recover a dead process's runs.
+
 Start-up, before the server accepts requests:
   0. take the exclusive lock on ``data_dir``, or on the PostgreSQL database with
      ``database_url`` (runtime/datadir.py): a second process on the same data fails here, with
@@ -27,23 +35,27 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
 from runtime.bridge.memory import MemoryStreamBridge
-from runtime.bridge.protocol import BridgeLimits, StreamBridge
+from runtime.bridge.protocol import BridgeLimits, SharedStreamBridge, StreamBridge
 from runtime.bridge.redis import RedisStreamBridge
 from runtime.bridge.sqlite import SqliteStreamBridge
 from runtime.checkpointer import Saver, open_checkpointer
+from runtime.control.pg_notify import PgNotifyControlChannel
+from runtime.control.protocol import ControlChannel
+from runtime.control.redis import RedisControlChannel
+from runtime.control.split import SplitControlChannel
 from runtime.datadir import exclusive_data_dir, exclusive_database
 from runtime.graphs import GraphRegistry
-from runtime.runs import RunManager
+from runtime.runs import ClusterRunManager, RunManager
 from runtime.saver_tracking import TrackingSaver
 from runtime.spec import RunLimits
 from runtime.state import ThreadState
 from runtime.store.postgres import PostgresStore
-from runtime.store.protocol import Store
+from runtime.store.protocol import ClusterStore, Store
 from runtime.store.sqlite import SqliteStore
 from runtime.types import RunStatus
 
@@ -74,6 +86,12 @@ class RuntimeConfig:
     database_url: str | None = None
     redis_url: str | None = None
     redis_key_prefix: str = "gw:"
+    lease_s: float = 30.0
+
+    @property
+    def cluster(self) -> bool:
+        """N processes share the data: PostgreSQL and Redis, with the Redis bridge."""
+        return bool(self.database_url and self.redis_url and self.bridge_kind == "redis")
 
 
 @dataclass
@@ -96,15 +114,31 @@ async def open_runtime(config: RuntimeConfig) -> AsyncIterator[Runtime]:
         psycopg.OperationalError, redis.RedisError: PostgreSQL or Redis unreachable.
     """
     async with AsyncExitStack() as stack:
-        saver, store = await _open_stores(config, stack)
-        saver = TrackingSaver(saver)
+        inner, store = await _open_stores(config, stack)
+        saver = TrackingSaver(inner)
         graphs = GraphRegistry(config.graphs, config.base_dir, saver)
         bridge, background = await _open_bridge(config, stack)
-        manager = RunManager(store, bridge, graphs, saver, config.limits)
-        await _recover(manager, config.max_attempts)
+        control: ControlChannel | None = None
+        manager: RunManager
+        if config.cluster:
+            assert config.database_url and config.redis_url
+            control = SplitControlChannel(
+                await stack.enter_async_context(RedisControlChannel.connect(
+                    config.redis_url, key_prefix=config.redis_key_prefix)),
+                await stack.enter_async_context(
+                    PgNotifyControlChannel.connect(config.database_url)))
+            manager = ClusterRunManager(
+                cast(ClusterStore, store), cast(SharedStreamBridge, bridge), graphs, saver,
+                config.limits, control, lease_s=config.lease_s,
+                max_attempts=config.max_attempts)
+        else:
+            manager = RunManager(store, bridge, graphs, saver, config.limits)
+            await _recover(manager, config.max_attempts)
         state = ThreadState(store, graphs, saver, manager.bridge)
         runtime = Runtime(manager, state, store, graphs, saver)
         async with anyio.create_task_group() as tg:
+            if control is not None:
+                tg.start_soon(control.run, name="control channel")
             tg.start_soon(manager.run_scheduler, tg, name="run scheduler")
             if background is not None:
                 tg.start_soon(background, name="bridge background")
@@ -122,7 +156,8 @@ async def _open_stores(config: RuntimeConfig, stack: AsyncExitStack) -> tuple[Sa
     (PostgreSQL with ``database_url``, else SQLite files in ``data_dir``, else memory)."""
     data, url = config.data_dir, config.database_url
     if url:
-        stack.enter_context(exclusive_database(url))
+        if not config.cluster:  # one process on this database (module docstring)
+            stack.enter_context(exclusive_database(url))
         saver = await stack.enter_async_context(open_checkpointer("postgres", None, url))
         return saver, await stack.enter_async_context(PostgresStore.open(url))
     if data is not None:

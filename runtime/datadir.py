@@ -1,5 +1,6 @@
-"""Exclusive ownership of the data: one gateway process per SQLite data dir, and (until the
-claims and leases of the scale-out land) one per PostgreSQL database.
+"""Exclusive ownership of the data: one gateway process per SQLite data dir, and one per
+PostgreSQL database unless Redis is configured too (then the processes share the database
+through claims and leases: runtime/runs/cluster.py).
 
 Two gateways on one data dir would both recover the same runs at start-up and execute them
 twice (the second re-queues what the first is still running). So a process takes an exclusive
@@ -14,8 +15,8 @@ runtime's ``open_runtime`` takes it again for callers that embed the runtime dir
 On PostgreSQL (``database_url``) the same rule is a session-level advisory lock, held on a
 connection of its own for the process's life (PostgreSQL drops it with the connection, so a
 killed process never blocks a restart). The connection's ``application_name`` carries the pid,
-for the message. Several processes on one database need runs claimed and leased in the
-database (issue 11), not yet built: until then the lock refuses the second one.
+for the message. Without Redis, cancels and streams have no way between processes, so the
+lock refuses a second one; with ``redis_url`` the lock is not taken.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ class DatabaseLocked(Exception):
         where = url.rsplit("@", 1)[-1]  # never print a password
         super().__init__(
             f"database {where} is in use by another gateway ({holder or 'another process'}); "
-            "several processes on one database are not supported yet: stop it or use "
-            "another database")
+            "several processes on one database need redis_url as well (README, Scaling "
+            "out): set it on every process, or stop the other one")
 
 
 @contextmanager

@@ -8,13 +8,18 @@ flight and none started during a quiet period. With ThreadedSqliteSaver every wr
 has started is queued in the saver's one FIFO lane (saver_sqlite.py), so a statement issued after
 ``settled`` on that connection runs after them (FIFO).
 
+It is also where checkpoint writes are fenced in cluster mode (runtime/runs/cluster.py): with
+``set_fence``, a write of a thread whose run this process no longer holds the lease of raises
+``LeaseLost`` before it reaches the saver (a process frozen past its lease writes no
+checkpoint when it wakes; a write already sent when it froze still lands).
+
 Every other call is passed to the wrapped saver unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -27,6 +32,10 @@ from langgraph.checkpoint.base import (
 )
 
 
+class LeaseLost(Exception):
+    """A checkpoint write of a run whose lease this process no longer holds (refused)."""
+
+
 class TrackingSaver(BaseCheckpointSaver[Any]):
     """Delegates to ``inner`` and counts in-flight writes per thread."""
 
@@ -36,6 +45,12 @@ class TrackingSaver(BaseCheckpointSaver[Any]):
         self._in_flight: dict[str, int] = {}
         self._started: dict[str, int] = {}  # writes started, for threads being settled
         self._idle: dict[str, asyncio.Event] = {}
+        self._may_write: Callable[[str], bool] | None = None
+
+    def set_fence(self, may_write: Callable[[str], bool]) -> None:
+        """Refuse (``LeaseLost``) every ``aput``/``aput_writes`` of a thread for which
+        ``may_write(thread_id)`` is False."""
+        self._may_write = may_write
 
     @property
     def config_specs(self) -> list[Any]:
@@ -43,6 +58,8 @@ class TrackingSaver(BaseCheckpointSaver[Any]):
 
     def _enter(self, config: RunnableConfig) -> str:
         thread_id = str(config["configurable"]["thread_id"])
+        if self._may_write is not None and not self._may_write(thread_id):
+            raise LeaseLost(f"thread {thread_id}: this process no longer holds the run's lease")
         self._in_flight[thread_id] = self._in_flight.get(thread_id, 0) + 1
         if thread_id in self._started:
             self._started[thread_id] += 1

@@ -1,7 +1,7 @@
 """Persisted values of the run gateway: runs, threads, their statuses and stream events.
 
 Everything here is a frozen value or a string enum; live handles (cancel scopes, done events)
-never appear in this module (they live in ``runtime/runs.py``).
+never appear in this module (they live in ``runtime/runs/``).
 
 Deliberate differences from the LangGraph Platform reference:
 1. Stream events always carry an id (``"<ms>-<seq>"``), not only for ``stream_resumable`` runs

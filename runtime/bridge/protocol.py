@@ -17,7 +17,7 @@ thread state and the HTTP edge talk to. Invariants every implementation keeps (d
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -113,3 +113,24 @@ class StreamBridge(Protocol):
 
     def discard(self, run_id: str) -> None:
         """Close and drop the log at once (a deleted or rolled-back run)."""
+
+
+class SharedStreamBridge(StreamBridge, Protocol):
+    """A bridge whose streams every process of a deployment reads (Redis:
+    ``runtime.bridge.redis.RedisStreamBridge`` documents each method): what the cluster run
+    manager needs beyond ``StreamBridge``."""
+
+    async def announce(self, run_id: str, timeout_s: float = 2.0) -> bool:
+        """Make a new run's stream exist before any process executes it (at admission)."""
+
+    async def prepare_open(self, run_id: str, timeout_s: float = 2.0) -> None:
+        """Before ``open`` of a run that may have run elsewhere: ids above the old stream's."""
+
+    async def end_stream(self, run_id: str, *, aborted: bool = False) -> None:
+        """End the stream of a run this process does not hold (a dead owner's)."""
+
+    def set_fence(self, may_write: Callable[[str], bool]) -> None:
+        """Drop the queued writes of every run for which ``may_write(run_id)`` is False."""
+
+    def forget(self, run_id: str) -> None:
+        """Drop the run's local log and queued writes, writing nothing (taken over)."""

@@ -51,8 +51,10 @@ Limits:
    (inherited from memory): a thread stream sees only the runs executed by its own process.
 6. ``RedisStreamBridge.connect(url, limits, key_prefix=...)`` builds the bridge (an async
    context manager, as ``SqliteStreamBridge.connect``); ``open`` is the StreamBridge method.
-7. Nothing fences a stale owner's writes yet (scale-out.md (b) step 6): a zombie's ``XADD`` of
-   an id at or below the stream's top is refused by Redis and logged at debug level.
+7. Stream writes are fenced by the writer (``set_fence``: the cluster run manager's local
+   lease deadline), not by a token in Redis: a process frozen past its lease drops what it
+   queued when it wakes, but a batch already on the wire when it froze still lands (an
+   ``XADD`` of an id at or below the stream's top is refused by Redis, logged at debug level).
 8. A run only ``announce``d (admitted, not yet executed) has a stream that nobody refreshes:
    joins of a run pending longer than ``live_ttl_s`` end with a gap.
 
@@ -68,7 +70,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -158,6 +160,23 @@ class RedisStreamBridge(MemoryStreamBridge):
         self._reader = RedisStreamReader(client, self.key, self.limits, block_ms=block_ms,
                                          gone_grace_s=gone_grace_s)
         self._replicas: dict[str, _Replica] = self._reader.replicas  # the same dict (tests)
+        self._may_write: Callable[[str], bool] | None = None
+
+    def set_fence(self, may_write: Callable[[str], bool]) -> None:
+        """Fence this process's Redis writes (limit 7): ``may_write(run_id)`` is asked for
+        every queued op of a run when its batch is sent, and the run's ops are dropped when
+        it answers False (the cluster run manager: the attempt's lease expired locally or
+        was lost, so the stream is another attempt's now)."""
+        self._may_write = may_write
+
+    def forget(self, run_id: str) -> None:
+        """Drop the run's local log and its queued Redis ops WITHOUT writing anything to
+        Redis (the run was taken over by another process, which owns its stream now): local
+        subscribers end with ``StreamAborted`` (their clients reconnect and are served from
+        Redis)."""
+        self._ops = [op for op in self._ops if op[1] != run_id]
+        self._trimmed.pop(run_id, None)
+        super().abort(run_id)
 
     @classmethod
     @asynccontextmanager
@@ -366,6 +385,12 @@ class RedisStreamBridge(MemoryStreamBridge):
         """
         async with self._lock:
             ops, self._ops = self._ops, []
+            if self._may_write is not None and ops:
+                fenced = {op[1] for op in ops if not self._may_write(op[1])}
+                if fenced:
+                    logger.warning("dropping stream writes of run_id %s: this process's lease "
+                                   "of the run is gone", ", ".join(sorted(fenced)))
+                    ops = [op for op in ops if op[1] not in fenced]
             if not ops:
                 return
             try:

@@ -88,6 +88,11 @@ class ControlChannel(Protocol):
         """
         ...
 
+    def wake_local(self) -> None:
+        """Set this process's wake flag only (a slot of this process became free: no other
+        process needs to know)."""
+        ...
+
     async def wait_wake(self, timeout_s: float) -> bool:
         """Wait until a wake-up arrives or ``timeout_s`` seconds pass.
 

@@ -41,6 +41,10 @@ class SplitControlChannel:
         """Publish on the wake part."""
         await self.wakes.publish_wake()
 
+    def wake_local(self) -> None:
+        """Set the wake part's local flag."""
+        self.wakes.wake_local()
+
     async def wait_wake(self, timeout_s: float) -> bool:
         """Wait on the wake part."""
         return await self.wakes.wait_wake(timeout_s)

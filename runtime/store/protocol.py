@@ -213,3 +213,7 @@ class RunClaims(Protocol):
 
     async def notify_pending(self) -> None:
         """Wake the claimers of every process (a run may have become claimable)."""
+
+
+class ClusterStore(Store, RunClaims, Protocol):
+    """A store several processes share (PostgreSQL): threads, runs, claims and leases."""

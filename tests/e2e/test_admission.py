@@ -1,5 +1,5 @@
-"""Admission is all-or-nothing (runtime/runs.py invariant 8), under every multitask strategy and
-any concurrency: a create that answers 200 has its run; one that answers an error left none.
+"""Admission is all-or-nothing (runtime/runs/manager.py invariant 8), under every multitask
+strategy and any concurrency: a create that answers 200 has its run; one that errs left none.
 
 Before the fix, a create with ``interrupt`` or ``rollback`` whose predecessor finished while it
 was being admitted answered 404 "No matching runs to cancel", yet its run was stored and ran.

@@ -59,11 +59,15 @@ def _sub(text: str, pattern: str, replacement: str) -> str:
     return new
 
 
-def nginx_config(source: str, *, listen_port: int, upstream_port: int, prefix: Path) -> str:
-    """The repo's nginx.conf with only ports, pid, error log and temp paths rewritten."""
+def nginx_config(source: str, *, listen_port: int, upstream_port: int | list[int],
+                 prefix: Path) -> str:
+    """The repo's nginx.conf with only ports, pid, error log and temp paths rewritten; a list
+    of upstream ports gives the upstream one ``server`` line per port (N gateway processes,
+    README "Scaling out")."""
     text = _sub(source, r"^(\s*)listen\s+[^;]+;", rf"\1listen 127.0.0.1:{listen_port};")
+    ports = upstream_port if isinstance(upstream_port, list) else [upstream_port]
     text = _sub(text, r"^(\s*)server\s+127\.0\.0\.1:\d+([^;]*);",
-                rf"\1server 127.0.0.1:{upstream_port}\2;")
+                "\n".join(rf"\1server 127.0.0.1:{port}\2;" for port in ports))
     text = _sub(text, r"^pid\s+[^;]+;", f"pid {prefix}/nginx.pid;")
     text = _sub(text, r"^error_log\s+[^;]+;", f"error_log {prefix}/error.log info;")
     text = _sub(text, r"^(\s*)client_body_temp_path\s+[^;]+;",
@@ -77,7 +81,7 @@ def nginx_config(source: str, *, listen_port: int, upstream_port: int, prefix: P
 
 
 class Nginx:
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int | list[int]) -> None:
         # Not under pytest's tmp_path: that is 0700 and nginx workers (user nobody when the
         # master runs as root) must reach the temp folders.
         self.prefix = Path(tempfile.mkdtemp(prefix="gateway-nginx-"))

@@ -1,4 +1,4 @@
-"""RunManager tests (runtime/runs.py) through ``open_runtime`` with the graphs of tests/graphs.
+"""RunManager tests (runtime/runs/manager.py) through ``open_runtime``, graphs of tests/graphs.
 
 Contract: design.md 4.1-4.3, 4.7 (the stream ends after the terminal status is stored), 4.8,
 protocol.md 10.5/10.6 (thread status, runs start at once and run concurrently).

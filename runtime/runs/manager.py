@@ -41,7 +41,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,11 @@ class _RunHandle:
     cancel_action: CancelAction | None = None
     result_body: bytes | None = None
     not_before_ts: float = 0.0
+    # cluster mode (cluster.py): the attempt's lease, its local deadline (monotonic), and
+    # whether it was lost (then this process writes nothing more for the run)
+    lease_token: str | None = None
+    lease_deadline: float = math.inf
+    lost: bool = False
 
 
 class RunManager:
@@ -210,6 +215,21 @@ class RunManager:
 
     # ---- create --------------------------------------------------------------------------
 
+    def _build_run(self, spec: RunSpec) -> Run:
+        """The run ``spec`` asks for, validated (``create``'s checks before the store)."""
+        if not self.accepting:
+            raise Unavailable("The server is shutting down and accepts no new runs.")
+        assistant = self.graphs.resolve(spec.assistant_id)
+        if spec.thread_id is None and spec.command and "resume" in spec.command:
+            raise BadRequest("You must provide a thread_id when resuming.")
+        if spec.context and (spec.config.get("configurable") or {}):
+            raise BadRequest(
+                "Cannot specify both configurable and context. Prefer setting context alone. "
+                "Context was introduced in LangGraph 0.6.0 and is the long term planned "
+                "replacement for configurable."
+            )
+        return build_run(spec, assistant.assistant_id, assistant.graph_id)
+
     async def create(self, spec: RunSpec) -> Run:
         """Admit a run (``POST /threads/{id}/runs`` and its stream/wait/stateless variants).
 
@@ -223,18 +243,7 @@ class RunManager:
             BadRequest: resume without a thread; both ``context`` and ``configurable``.
             Unavailable: the runtime is shutting down.
         """
-        if not self.accepting:
-            raise Unavailable("The server is shutting down and accepts no new runs.")
-        assistant = self.graphs.resolve(spec.assistant_id)
-        if spec.thread_id is None and spec.command and "resume" in spec.command:
-            raise BadRequest("You must provide a thread_id when resuming.")
-        if spec.context and (spec.config.get("configurable") or {}):
-            raise BadRequest(
-                "Cannot specify both configurable and context. Prefer setting context alone. "
-                "Context was introduced in LangGraph 0.6.0 and is the long term planned "
-                "replacement for configurable."
-            )
-        run = build_run(spec, assistant.assistant_id, assistant.graph_id)
+        run = self._build_run(spec)
         handle = _RunHandle(run, not_before_ts=time.monotonic() + max(spec.after_seconds, 0.0))
         # a free slot and a thread with nothing running here: start in the admission itself
         start = (spec.after_seconds <= 0 and self._tg is not None
@@ -251,7 +260,7 @@ class RunManager:
                 active = await self.store.admit_run(
                     run,
                     create_thread=spec.thread_id is None or spec.if_not_exists == "create",
-                    thread_metadata={"graph_id": assistant.graph_id} if spec.thread_id else {},
+                    thread_metadata={"graph_id": run.graph_id} if spec.thread_id else {},
                     require_interrupted=bool(spec.command and "resume" in spec.command),
                     start_if_idle=start,
                 )
@@ -306,9 +315,7 @@ class RunManager:
             if handle.cancel_action is None:  # cancelled before it started: never runs
                 handle.executing = True
                 try:
-                    result = await execute_run(
-                        graph, run, lambda ev, data: self.bridge.publish(run.run_id, ev, data)
-                    )
+                    result = await execute_run(graph, run, self._publisher(handle))
                 except asyncio.CancelledError:
                     if not handle.signalled:
                         raise
@@ -326,19 +333,48 @@ class RunManager:
             except Exception:  # invariant 8: nothing escapes a run task but cancellation
                 logger.exception("run %s: finalization failed", run.run_id)
 
+    def _publisher(self, handle: _RunHandle) -> Callable[[str, bytes], object]:
+        """The publish callback of the run's execution (the cluster manager fences it)."""
+        run_id = handle.run.run_id
+        bridge = self.bridge
+        return lambda event, data: bridge.publish(run_id, event, data)
+
+    async def _write_rollback(self, handle: _RunHandle) -> ThreadOutcome | None:
+        """Rollback's writes: the run's checkpoints, then the run, deleted; the thread gets
+        the state it is left with. None if nothing was written (cluster: lease lost)."""
+        run = handle.run
+        await delete_run_checkpoints(self.checkpointer, run.thread_id, run.run_id)
+        outcome = await self._outcome(run, None)
+        await self.store.delete_run(run.run_id, run.thread_id, outcome)
+        return outcome
+
+    async def _write_finish(self, handle: _RunHandle, status: RunStatus,
+                            outcome: ThreadOutcome) -> bool:
+        """The terminal write (run status + the thread it leaves, one transaction). False if
+        nothing was written (cluster: lease lost). Raises InvalidRequest (PostgreSQL: an
+        output it cannot keep)."""
+        await self.store.finish_run(handle.run.run_id, handle.run.thread_id, status, outcome)
+        return True
+
+    def _end_stream(self, handle: _RunHandle) -> None:
+        """End the run's stream once its terminal status is stored."""
+        self.bridge.close(handle.run.run_id)
+
     async def _finalize(self, handle: _RunHandle, result: RunResult) -> None:
         handle.finalizing = True  # before any await: cancels from now on find nothing to do
         run = handle.run
         try:
+            if handle.lost:  # cluster: the run was taken over; write nothing more
+                return
             settled = getattr(self.checkpointer, "settled", None)
             if settled is not None and handle.cancel_action is not None:
                 await settled(run.thread_id)  # the cancelled graph's last writes have landed
             if handle.cancel_action == CancelAction.ROLLBACK:
-                await delete_run_checkpoints(self.checkpointer, run.thread_id, run.run_id)
-                outcome = await self._outcome(run, None)
-                await self.store.delete_run(run.run_id, run.thread_id, outcome)
+                rolled_back = await self._write_rollback(handle)
+                if rolled_back is None:
+                    return
                 self.bridge.discard(run.run_id)
-                handle.result_body = dumps(outcome.values or {})
+                handle.result_body = dumps(rolled_back.values or {})
                 self._handles.pop(run.run_id, None)  # deleted: reads must 404
                 return
             ended = (completed_outcome(self.graphs.graph(run.graph_id), run, result)
@@ -352,7 +388,9 @@ class RunManager:
                 status = RunStatus.INTERRUPTED
             handle.result_body = result_body(result, outcome)
             try:
-                await self.store.finish_run(run.run_id, run.thread_id, status, outcome)
+                if not await self._write_finish(handle, status, outcome):
+                    handle.result_body = None  # taken over: waiters must not see a result
+                    return
             except InvalidRequest as exc:  # an output the store cannot keep (U+0000 on PG)
                 error = {"error": "InvalidRequest",
                          "message": f"The run's output cannot be stored: {exc}"}
@@ -362,12 +400,14 @@ class RunManager:
                                         run.assistant_id)
                 handle.result_body = dumps({"__error__": error})
                 self.bridge.publish(run.run_id, "error", dumps(error))
-                await self.store.finish_run(run.run_id, run.thread_id, status, outcome)
+                if not await self._write_finish(handle, status, outcome):
+                    handle.result_body = None  # taken over: waiters must not see a result
+                    return
             handle.run = run.replace(status=status, updated_at=now_iso())
             if run.on_completion == "delete":
                 await self._delete_thread_data(run.thread_id)
         finally:
-            self.bridge.close(run.run_id)
+            self._end_stream(handle)
             handle.done.set()
             self._release(run.thread_id)
             self._forget_later(run.run_id)

@@ -1,0 +1,502 @@
+"""ClusterRunManager: the run manager of N gateway processes sharing one PostgreSQL database and
+one Redis (``database_url`` + ``redis_url``; design.md 9, scale-out.md (b)).
+
+Nothing in one process's memory decides what another must know: the runs table is the queue.
+
+Flow of a run:
+1. ``create`` (any process) admits the run ``pending`` in one transaction (multitask strategy as
+   in the single-process manager), announces its Redis stream (a join on any process then
+   waits for its events), then runs one claim round itself: with a free slot the run usually
+   starts here, with no trip through a wake-up. If this process did not take it, it wakes
+   every process's claim loop (``ControlChannel.publish_wake``: PostgreSQL NOTIFY).
+2. The claim loop of every process claims what fits its free slots
+   (``RunClaims.claim_runs``: oldest pending run of a thread with nothing running, ``FOR
+   UPDATE SKIP LOCKED``), woken by NOTIFY, by a slot freed here while it was full, and every
+   ``poll_s`` regardless (NOTIFY has no replay). Each claim carries a new lease token.
+3. The owner renews its leases every ``lease_s / 3`` (one statement for all of them), reading
+   each run's cancel intent in the same statement (the slow path of a cancel). A lease the
+   renewal finds gone, or one whose local deadline passed (the last confirmed expiry, on the
+   monotonic clock from when the renewal was sent) stops the run here and this process writes
+   nothing more for it (fail-stop).
+4. The terminal write, the rollback's delete and the shutdown hand-back are fenced by the
+   token in PostgreSQL; the stream writes (Redis) and checkpoint writes are fenced by the local
+   deadline (``set_fence`` of the bridge and of the TrackingSaver).
+5. Every process sweeps expired leases every ``min(5, lease_s / 4)`` seconds, ``lease_s / 2``
+   after expiry: re-queued with ``attempt + 1`` (claimed at once elsewhere, resuming from the
+   last checkpoint), ended ``interrupted`` if a cancel was asked (a rollback's checkpoints and
+   run deleted), ``error`` after ``max_attempts``; the streams of ended runs get an end
+   marker. A killed owner's run is running again within ``lease_s + lease_s / 2 +
+   min(5, lease_s / 4)`` seconds plus a claim (under the ``2 x lease_s + 2 s`` bound).
+6. Cancel from any process: the durable intent first (``request_cancel``; a rollback is never
+   downgraded), then a pending run is finished by the canceller, a running one is signalled
+   through the ControlChannel (Redis pub/sub) to its owner.
+7. Graceful shutdown stops claiming, lets running runs finish for ``shutdown_timeout_s``, then
+   hands the rest back (``pending``, attempt not charged; NOTIFY) so another process claims
+   them at once. Start-up recovers nothing: expired leases are the sweeper's.
+
+Limits:
+1. A client waiting on ``/wait`` or ``/join`` of a run that executes on another process is
+   answered from the store, polled (20 ms doubling to 250 ms), not pushed.
+2. A process frozen past its lease that wakes mid-write may land that one write (a batch of
+   stream events or a checkpoint already on the wire); everything it queues or starts after
+   waking is dropped. The terminal write is fenced in the database and never lands.
+3. ``wait`` on a run whose lease this process lost answers 503 (the run continues elsewhere;
+   the client joins again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from runtime.bridge.protocol import SharedStreamBridge
+from runtime.checkpointer import delete_run_checkpoints
+from runtime.control.protocol import ControlChannel
+from runtime.errors import NothingToCancel, RunNotFound, ThreadNotFound
+from runtime.graphs import GraphRegistry
+from runtime.run_result import stored_result_body
+from runtime.runs.manager import RunManager, _RunHandle
+from runtime.saver_tracking import TrackingSaver
+from runtime.serialization import dumps
+from runtime.spec import RunLimits, RunSpec
+from runtime.store.protocol import Claim, ClusterStore, SweepOutcome, SweptRun
+from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, ThreadOutcome
+
+logger = logging.getLogger(__name__)
+
+MAX_CLAIM_BATCH = 32  # runs per claim statement (postgres_claims.py: under 64)
+
+
+def default_owner() -> str:
+    """This process's owner id on the run rows: ``<host>:<pid>:<random>``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class ClusterRunManager(RunManager):
+    """The RunManager of one of N processes on a shared store (module docstring).
+
+    Args:
+        store: a store with claims and leases (PostgreSQL).
+        bridge: a bridge every process reads (Redis).
+        graphs, checkpointer, limits: as ``RunManager``; the checkpointer must be the
+            ``TrackingSaver`` the graphs write through (it carries the checkpoint fence).
+        control: cancels and wake-ups between the processes.
+        lease_s: seconds of lease per claim (``lease_s`` setting).
+        max_attempts: executions a run gets across lost leases before it ends ``error``.
+        owner: this process's id on the run rows (default ``default_owner()``).
+        poll_s: the claim loop's poll when no wake-up comes.
+    """
+
+    def __init__(
+        self, store: ClusterStore, bridge: SharedStreamBridge, graphs: GraphRegistry,
+        checkpointer: TrackingSaver, limits: RunLimits, control: ControlChannel, *,
+        lease_s: float = 30.0, max_attempts: int = 3, owner: str | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        super().__init__(store, bridge, graphs, checkpointer, limits)
+        self.claims: ClusterStore = store
+        self.shared: SharedStreamBridge = bridge
+        self.control = control
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.owner = owner or default_owner()
+        self.poll_s = poll_s
+        self.renew_every_s = lease_s / 3
+        self.sweep_grace_s = lease_s / 2
+        self.sweep_every_s = min(5.0, lease_s / 4)
+        self._claim_lock = anyio.Lock()
+        self._by_thread: dict[str, _RunHandle] = {}  # runs executing here (checkpoint fence)
+        self._saturated = False  # a claim round was cut short by the slots
+        bridge.set_fence(self._may_write_run)
+        checkpointer.set_fence(self._may_write_thread)
+
+    # ---- the fences ------------------------------------------------------------------------
+
+    @staticmethod
+    def _holds(handle: _RunHandle) -> bool:
+        """True while this process may write for the run: not leased (its terminal write
+        done), or leased, not lost and before its local deadline."""
+        if handle.lease_token is None:
+            return True
+        return not handle.lost and time.monotonic() < handle.lease_deadline
+
+    def _may_write_run(self, run_id: str) -> bool:
+        handle = self._handles.get(run_id)
+        return handle is None or self._holds(handle)
+
+    def _may_write_thread(self, thread_id: str) -> bool:
+        handle = self._by_thread.get(thread_id)
+        return handle is None or self._holds(handle)
+
+    def _lose(self, handle: _RunHandle, why: str, *, deleted: bool = False) -> None:
+        """Stop a run whose lease is gone; write nothing more for it. ``deleted``: the run
+        row is gone (its thread was deleted), so its stream is ended rather than left to a
+        new owner."""
+        if handle.lost or handle.lease_token is None or handle.done.is_set():
+            return
+        handle.lost = True
+        run_id = handle.run.run_id
+        logger.warning("run %s: %s; stopping it here, writing nothing more", run_id, why)
+        if deleted:
+            handle.lease_token = None
+            self.bridge.discard(run_id)
+        else:
+            self.shared.forget(run_id)
+        self._signal(handle)
+
+    def _publisher(self, handle: _RunHandle) -> Callable[[str, bytes], object]:
+        run_id = handle.run.run_id
+        publish = self.bridge.publish
+
+        def fenced(event: str, data: bytes) -> object:
+            if handle.lease_token is not None and (
+                    handle.lost or time.monotonic() >= handle.lease_deadline):
+                self._lose(handle, "its lease expired before it could be renewed")
+                return None
+            return publish(run_id, event, data)
+
+        return fenced
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run_scheduler(self, tg: TaskGroup) -> None:
+        """The claim loop, the lease renewal and the sweeper; runs until cancelled. Runs
+        start as children of ``tg``."""
+        self._tg = tg
+        remove = self.control.on_cancel(self._on_cancel)
+        try:
+            async with anyio.create_task_group() as loops:
+                loops.start_soon(self._claim_loop, name="run claims")
+                loops.start_soon(self._renew_loop, name="lease renewal")
+                loops.start_soon(self._sweep_loop, name="lease sweep")
+        finally:
+            remove()
+
+    def _release(self, thread_id: str) -> None:
+        handle = self._by_thread.get(thread_id)
+        if handle is not None and handle.done.is_set():
+            del self._by_thread[thread_id]
+        self._running_threads.discard(thread_id)
+        self._active -= 1
+        if self._saturated:  # runs may be waiting for this slot
+            self._saturated = False
+            self.control.wake_local()
+
+    # ---- claims ----------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        retry_s = 0.0
+        while True:
+            try:
+                with anyio.CancelScope(shield=True):  # a claim is never half taken
+                    await self._claim_round()
+                retry_s = 0.0
+            except Exception:  # the database is away: keep trying, never stop claiming
+                retry_s = min(max(0.1, retry_s * 2), 2.0)
+                logger.exception("claiming runs failed; retrying in %.1f s", retry_s)
+                await anyio.sleep(retry_s)
+                continue
+            await self.control.wait_wake(self.poll_s)
+
+    async def _claim_round(self, fresh: str | None = None) -> None:
+        """Claim what fits the free slots and start it. ``fresh``: a run this process has
+        just admitted and announced (its stream needs no ``prepare_open``)."""
+        async with self._claim_lock:
+            if not self.accepting or self._tg is None:
+                return
+            free = self.limits.max_concurrent_runs - self._active
+            if free <= 0:
+                self._saturated = True
+                return
+            limit = min(free, MAX_CLAIM_BATCH)
+            sent = time.monotonic()
+            claims = await self.claims.claim_runs(self.owner, limit, self.lease_s)
+            if len(claims) >= limit:
+                self._saturated = True
+            for claim in claims:
+                await self._start(claim, sent + self.lease_s, fresh=claim.run.run_id == fresh)
+
+    async def _start(self, claim: Claim, deadline: float, *, fresh: bool) -> None:
+        run = claim.run
+        handle = _RunHandle(run, lease_token=claim.lease_token, lease_deadline=deadline)
+        self._handles[run.run_id] = handle
+        self._by_thread[run.thread_id] = handle
+        self._active += 1
+        self._running_threads.add(run.thread_id)
+        if run.attempt > 1 or not fresh:
+            logger.info("run %s: claimed (attempt %d)", run.run_id, run.attempt)
+        if not fresh:  # it may have run elsewhere: ids above its old stream's
+            await self.shared.prepare_open(run.run_id)
+        self.bridge.open(run.run_id, run.thread_id)
+        assert self._tg is not None
+        self._tg.start_soon(self._execute, handle, name=f"run {run.run_id}")
+
+    # ---- leases ----------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.renew_every_s)
+            try:
+                await self.renew_once()
+            except Exception:
+                logger.exception("lease renewal failed")
+
+    async def renew_once(self) -> None:
+        """One renewal of every lease this process holds (module step 3)."""
+        now = time.monotonic()
+        held: dict[str, tuple[_RunHandle, str]] = {}
+        for run_id, handle in list(self._handles.items()):
+            token = handle.lease_token
+            if token is None or handle.lost or handle.done.is_set():
+                continue
+            if now >= handle.lease_deadline:
+                self._lose(handle, "its lease expired before it could be renewed")
+                continue
+            held[run_id] = (handle, token)
+        if not held:
+            return
+        sent = time.monotonic()
+        try:
+            with anyio.fail_after(max(1.0, self.renew_every_s)):
+                result = await self.claims.renew_leases(
+                    self.owner, {run_id: token for run_id, (_, token) in held.items()},
+                    self.lease_s)
+        except Exception as exc:  # retried next round, until each local deadline
+            logger.warning("renewing %d lease(s) failed: %s", len(held), exc)
+            return
+        for run_id, intent in result.renewed.items():
+            handle, token = held[run_id]
+            if handle.lease_token == token:
+                handle.lease_deadline = sent + self.lease_s
+                if intent is not None:  # a cancel whose signal was lost (slow path)
+                    self._on_cancel(run_id, intent)
+        for run_id in result.lost:
+            handle, token = held[run_id]
+            if handle.lease_token == token and not handle.lost:
+                deleted = await self.store.get_run(run_id) is None
+                self._lose(handle, "its lease was taken over" if not deleted
+                           else "it was deleted", deleted=deleted)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.sweep_every_s * random.uniform(0.8, 1.2))
+            try:
+                await self.sweep_once()
+            except Exception:
+                logger.exception("sweeping expired leases failed")
+
+    async def sweep_once(self) -> list[SweptRun]:
+        """Take over the runs whose lease expired (module step 5); what was done."""
+        swept = await self.claims.sweep_expired(self.max_attempts, self.sweep_grace_s)
+        for item in swept:
+            run = item.run
+            logger.warning("run %s: lease of %s expired; %s (attempt %d)", run.run_id,
+                           item.previous_owner or "its canceller", item.outcome.value,
+                           run.attempt)
+            handle = self._handles.get(run.run_id)
+            if handle is not None and item.previous_owner == self.owner:
+                self._lose(handle, "its lease expired (this process was too slow)")
+            if item.outcome == SweepOutcome.ROLLBACK:
+                await delete_run_checkpoints(self.checkpointer, run.thread_id, run.run_id)
+                outcome = await self._outcome(run, None)
+                await self.store.delete_run(run.run_id, run.thread_id, outcome)
+                self.bridge.discard(run.run_id)
+            elif item.outcome != SweepOutcome.REQUEUED:
+                await self._end_remote_stream(run.run_id)
+        return swept
+
+    async def _end_remote_stream(self, run_id: str) -> None:
+        try:
+            await self.shared.end_stream(run_id)
+        except Exception as exc:  # Redis is a cache: joins end at its TTL instead
+            logger.warning("ending the stream of run %s failed: %s", run_id, exc)
+
+    # ---- the fenced writes -------------------------------------------------------------------
+
+    async def _lost_write(self, handle: _RunHandle, what: str) -> None:
+        deleted = await self.store.get_run(handle.run.run_id) is None
+        self._lose(handle, f"its {what} was refused (lease gone)" if not deleted
+                   else "it was deleted", deleted=deleted)
+
+    async def _write_rollback(self, handle: _RunHandle) -> ThreadOutcome | None:
+        run, token = handle.run, handle.lease_token
+        if token is None or not self._holds(handle) or not await self.claims.lease_held(
+                run.run_id, token):
+            await self._lost_write(handle, "rollback")
+            return None
+        await delete_run_checkpoints(self.checkpointer, run.thread_id, run.run_id)
+        outcome = await self._outcome(run, None)
+        if not await self.claims.delete_run_fenced(run.run_id, run.thread_id, token, outcome):
+            await self._lost_write(handle, "rollback")
+            return None
+        handle.lease_token = None
+        return outcome
+
+    async def _write_finish(self, handle: _RunHandle, status: RunStatus,
+                            outcome: ThreadOutcome) -> bool:
+        run, token = handle.run, handle.lease_token
+        if token is None or not await self.claims.finish_run_fenced(
+                run.run_id, run.thread_id, token, status, outcome):
+            await self._lost_write(handle, "terminal write")
+            return False
+        handle.lease_token = None
+        return True
+
+    def _end_stream(self, handle: _RunHandle) -> None:
+        if not handle.lost:
+            self.bridge.close(handle.run.run_id)
+
+    async def _requeue_after_shutdown(self, handle: _RunHandle) -> None:
+        """Hand the run back (``pending``, attempt not charged; NOTIFY): a surviving process
+        claims it at once. Its stream ends with an abort marker (clients reconnect)."""
+        token = handle.lease_token
+        if token is not None and not handle.lost:
+            handle.lease_token = None
+            if await self.claims.requeue_fenced(handle.run.run_id, token):
+                self.bridge.abort(handle.run.run_id)
+            else:
+                self.shared.forget(handle.run.run_id)
+        handle.done.set()
+
+    # ---- create ----------------------------------------------------------------------------
+
+    async def create(self, spec: RunSpec) -> Run:
+        """Admit a run (as ``RunManager.create``): stored ``pending``, its stream announced,
+        then claimed by whichever process has a slot first (usually this one).
+
+        Raises: as ``RunManager.create``.
+        """
+        run = self._build_run(spec)
+        with anyio.CancelScope(shield=True):  # admitted => announced and claimable
+            active = await self.store.admit_run(
+                run,
+                create_thread=spec.thread_id is None or spec.if_not_exists == "create",
+                thread_metadata={"graph_id": run.graph_id} if spec.thread_id else {},
+                require_interrupted=bool(spec.command and "resume" in spec.command),
+            )
+            # From here on the run is stored: create() must return it (invariant 8).
+            await self.shared.announce(run.run_id)
+            if spec.multitask_strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
+                await self._cancel_predecessors(run, active,
+                                                CancelAction(str(spec.multitask_strategy)))
+            try:
+                await self._claim_round(fresh=run.run_id)
+            except Exception:  # the claim loops (here and elsewhere) will take it
+                logger.exception("run %s: claiming at admission failed", run.run_id)
+            if run.run_id not in self._handles:
+                await self.control.publish_wake()
+        return run
+
+    # ---- cancel ----------------------------------------------------------------------------
+
+    def _on_cancel(self, run_id: str, action: CancelAction) -> None:
+        """A cancel signal from any process (this one included): act if the run runs here."""
+        handle = self._handles.get(run_id)
+        if (handle is None or handle.lease_token is None or handle.finalizing
+                or handle.done.is_set()):
+            return
+        if handle.cancel_action is None or action == CancelAction.ROLLBACK:
+            handle.cancel_action = action
+        self._signal(handle)
+
+    async def _cancel_active(self, run: Run, action: CancelAction) -> None:
+        """The durable intent first, then: a pending run is finished here; a running one is
+        signalled to its owner (module step 6). Raises NothingToCancel."""
+        handle = self._handles.get(run.run_id)
+        if handle is not None and (handle.finalizing or handle.done.is_set()):
+            raise NothingToCancel()
+        request = await self.claims.request_cancel(run.run_id, action, run.thread_id)
+        if request is None:
+            raise NothingToCancel()
+        stored = request.run
+        intent = stored.cancel_action or action
+        if stored.status == RunStatus.RUNNING:
+            await self.control.publish_cancel(run.run_id, intent)
+            return
+        # pending: no claim takes a run with a cancel intent, so it is ours to finish
+        if intent == CancelAction.ROLLBACK:
+            await delete_run_checkpoints(self.checkpointer, run.thread_id, run.run_id)
+            await self.store.delete_run(run.run_id, run.thread_id)
+            self.bridge.discard(run.run_id)
+        else:
+            await self.store.finish_run(run.run_id, run.thread_id, RunStatus.INTERRUPTED, None)
+            await self._end_remote_stream(run.run_id)
+        await self.control.publish_wake()  # the thread's next run may start
+
+    async def cancel(
+        self, thread_id: str, run_id: str, action: CancelAction = CancelAction.INTERRUPT,
+        wait: bool = False,
+    ) -> bytes | None:
+        """As ``RunManager.cancel``, for a run on any process; ``wait`` waits for its end
+        (the store's status), not a fixed time."""
+        handle = self._handles.get(run_id)
+        run = handle.run if handle else await self.store.get_run(run_id, thread_id)
+        if run is None or run.thread_id != thread_id or run.status.is_terminal:
+            raise NothingToCancel()
+        await self._cancel_active(run, action)
+        if not wait:
+            return None
+        while True:
+            try:
+                body = await self.wait_result(thread_id, run_id, 30.0)
+            except RunNotFound:  # rolled back: the thread's state without it
+                try:
+                    return dumps((await self.store.get_thread(thread_id)).values or {})
+                except ThreadNotFound:
+                    return b"{}"
+            if body is not None:
+                return body
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    async def wait_result(self, thread_id: str, run_id: str, timeout_s: float) -> bytes | None:
+        """As ``RunManager.wait_result``, for a run on any process: a run executing here is
+        awaited, any other is polled in the store (limit 1)."""
+        deadline = time.monotonic() + timeout_s
+        delay_s = 0.02
+        while True:
+            handle = self._handles.get(run_id)
+            if handle is not None and handle.run.thread_id == thread_id and not handle.lost:
+                with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+                    await handle.done.wait()
+                if handle.done.is_set() and handle.result_body is not None:
+                    return handle.result_body
+            run = await self.store.get_run(run_id, thread_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            if run.status.is_terminal:
+                return stored_result_body(run, await self.store.get_thread(thread_id))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await anyio.sleep(min(delay_s, remaining))
+            delay_s = min(delay_s * 2, 0.25)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """As ``RunManager.delete_thread``: the active runs of the thread are stopped wherever
+        they execute (their fenced writes then find nothing to write)."""
+        active = await self.store.delete_thread(thread_id)
+        for run in active:
+            handle = self._handles.get(run.run_id)
+            if handle is not None and not handle.done.is_set():
+                handle.cancel_action = CancelAction.INTERRUPT
+                self._signal(handle)
+                with anyio.move_on_after(self.limits.finalize_timeout_s):
+                    await handle.done.wait()
+            elif run.status == RunStatus.RUNNING:
+                await self.control.publish_cancel(run.run_id, CancelAction.INTERRUPT)
+            else:  # pending: nobody will run it; end its announced stream
+                self.bridge.discard(run.run_id)
+        await self.checkpointer.adelete_thread(thread_id)
+
+    def adopt(self, run: Run) -> None:  # pragma: no cover - start-up recovery is the sweep's
+        raise NotImplementedError("a cluster process recovers nothing at start-up")
+
