@@ -361,6 +361,8 @@ class ClusterRunManager(RunManager):
         if token is not None and not handle.lost:
             handle.lease_token = None
             if await self.claims.requeue_fenced(handle.run.run_id, token):
+                logger.warning("run %s: handed back at shutdown (pending again, attempt %d)",
+                               handle.run.run_id, handle.run.attempt)
                 self.bridge.abort(handle.run.run_id)
             else:
                 self.shared.forget(handle.run.run_id)

@@ -2,8 +2,8 @@
 clients see the same gateway as on SQLite. Real PostgreSQL and Redis on this machine, a
 database and a key prefix of this test's own (tests/services.py).
 
-Several processes on one database are the next step of issue 11 (claims and leases); until
-then a second process is refused like a second process on one data dir.
+With both URLs the process runs in cluster mode (runtime/runs/cluster.py) even alone; the
+multi-process tests are tests/e2e/test_cluster.py. PostgreSQL without Redis is one process.
 """
 
 from __future__ import annotations
@@ -94,7 +94,10 @@ async def test_rollback_and_interrupt_on_postgres(
 async def test_killed_gateway_recovers_its_run_from_postgres(
     make_gateway: MakeGateway, engines: dict[str, str],
 ) -> None:
-    first = make_gateway(**engines).start()
+    """The one process is SIGKILLed mid-run; a new one on the same database and Redis takes
+    the run over once its lease expired (the sweep, not a start-up recovery), from its last
+    checkpoint."""
+    first = make_gateway(lease_s=2, **engines).start()
     client = get_client(url=first.url)
     thread_id = str((await client.threads.create())["thread_id"])
     run = await client.runs.create(thread_id, "steps", input=user("once"),
@@ -105,17 +108,8 @@ async def test_killed_gateway_recovers_its_run_from_postgres(
             if state["next"] == ["second"] or state["next"] == ["third"]:
                 break
             await anyio.sleep(0.05)
-
-    # one process per database for now: a second one is refused, the first goes on
-    with anyio.fail_after(30):
-        refused = await anyio.run_process(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(first.config),
-             "--port", str(free_port())], cwd=ROOT, check=False)
-    assert refused.returncode == 2, refused.stderr
-    assert b"in use by another gateway" in refused.stderr
-
     first.kill()
-    second = make_gateway(**engines).start()
+    second = make_gateway(lease_s=2, **engines).start()
     client = get_client(url=second.url)
     with anyio.fail_after(30):
         await client.runs.join(thread_id, run["run_id"])
@@ -124,6 +118,29 @@ async def test_killed_gateway_recovers_its_run_from_postgres(
     state = await client.threads.get_state(thread_id)
     assert [m["content"] for m in state["values"]["messages"]] == [
         "once", "first: once", "second: once", "third: once"]  # no node ran twice
+    events = [p async for p in client.runs.join_stream(thread_id, run["run_id"],
+                                                       last_event_id="-1")]
+    assert events[0].data == {"run_id": run["run_id"], "attempt": 2}
+
+
+@pytest.mark.timeout(60)
+async def test_postgres_without_redis_is_one_process(
+    make_gateway: MakeGateway, pg_url: str,
+) -> None:
+    """Without Redis, cancels and streams have no way between processes: a second process
+    on the database is refused (exit 2, one line), and the first goes on."""
+    first = make_gateway(database_url=pg_url).start()
+    with anyio.fail_after(30):
+        refused = await anyio.run_process(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(first.config),
+             "--port", str(free_port())], cwd=ROOT, check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert b"in use by another gateway" in refused.stderr
+    assert b"redis_url" in refused.stderr
+    client = get_client(url=first.url)
+    thread_id = str((await client.threads.create())["thread_id"])
+    body = await client.runs.wait(thread_id, "echo", input=user("still here"))
+    assert body["messages"][-1]["content"] == "echo: still here"
 
 
 @pytest.mark.skipif(node_binary() is None, reason="node is not installed")
