@@ -4,11 +4,14 @@ one Redis (``database_url`` + ``redis_url``; design.md 9, scale-out.md (b)).
 Nothing in one process's memory decides what another must know: the runs table is the queue.
 
 Flow of a run:
-1. ``create`` (any process) admits the run ``pending`` in one transaction (multitask strategy as
-   in the single-process manager), announces its Redis stream (a join on any process then
-   waits for its events), then runs one claim round itself: with a free slot the run usually
-   starts here, with no trip through a wake-up. If this process did not take it, it wakes
-   every process's claim loop (``ControlChannel.publish_wake``: PostgreSQL NOTIFY).
+1. ``create`` (any process) admits the run in one transaction (multitask strategy as in the
+   single-process manager). With a free slot here, an idle thread and no delay, that same
+   transaction stores it ``running`` under this process's lease and it starts here (the fast
+   path: no claim, no wake-up). Otherwise it is stored ``pending``; if this process had no
+   slot it wakes every process's claim loop (``ControlChannel.publish_wake``: PostgreSQL
+   NOTIFY); if its thread was busy, the end of the thread's running run wakes them. Either
+   way its Redis stream is announced before ``create`` returns (a join on any process then
+   waits for its events).
 2. The claim loop of every process claims what fits its free slots
    (``RunClaims.claim_runs``: oldest pending run of a thread with nothing running, ``FOR
    UPDATE SKIP LOCKED``), woken by NOTIFY, by a slot freed here while it was full, and every
@@ -206,9 +209,8 @@ class ClusterRunManager(RunManager):
                 continue
             await self.control.wait_wake(self.poll_s)
 
-    async def _claim_round(self, fresh: str | None = None) -> None:
-        """Claim what fits the free slots and start it. ``fresh``: a run this process has
-        just admitted and announced (its stream needs no ``prepare_open``)."""
+    async def _claim_round(self) -> None:
+        """Claim what fits the free slots and start it."""
         async with self._claim_lock:
             if not self.accepting or self._tg is None:
                 return
@@ -222,19 +224,21 @@ class ClusterRunManager(RunManager):
             if len(claims) >= limit:
                 self._saturated = True
             for claim in claims:
-                await self._start(claim, sent + self.lease_s, fresh=claim.run.run_id == fresh)
+                logger.info("run %s: claimed (attempt %d)", claim.run.run_id, claim.run.attempt)
+                # it may have run elsewhere: ids above its old stream's
+                await self.shared.prepare_open(claim.run.run_id)
+                self._start(claim, sent + self.lease_s)
 
-    async def _start(self, claim: Claim, deadline: float, *, fresh: bool) -> None:
+    def _start(self, claim: Claim, deadline: float, *, reserved: bool = False) -> None:
+        """Execute a run this process holds the lease of; ``deadline``: the lease's local
+        deadline (monotonic); ``reserved``: its slot is already counted."""
         run = claim.run
         handle = _RunHandle(run, lease_token=claim.lease_token, lease_deadline=deadline)
         self._handles[run.run_id] = handle
         self._by_thread[run.thread_id] = handle
-        self._active += 1
+        if not reserved:
+            self._active += 1
         self._running_threads.add(run.thread_id)
-        if run.attempt > 1 or not fresh:
-            logger.info("run %s: claimed (attempt %d)", run.run_id, run.attempt)
-        if not fresh:  # it may have run elsewhere: ids above its old stream's
-            await self.shared.prepare_open(run.run_id)
         self.bridge.open(run.run_id, run.thread_id)
         assert self._tg is not None
         self._tg.start_soon(self._execute, handle, name=f"run {run.run_id}")
@@ -371,29 +375,45 @@ class ClusterRunManager(RunManager):
     # ---- create ----------------------------------------------------------------------------
 
     async def create(self, spec: RunSpec) -> Run:
-        """Admit a run (as ``RunManager.create``): stored ``pending``, its stream announced,
-        then claimed by whichever process has a slot first (usually this one).
+        """Admit a run (as ``RunManager.create``). With a free slot here, an idle thread and
+        no delay, the admission itself stores it ``running`` under this process's lease and it
+        starts here (one transaction); otherwise it is stored ``pending`` for the claim loops
+        of every process. Its stream is announced before this returns, so a join on any
+        process waits for its events.
 
         Raises: as ``RunManager.create``.
         """
         run = self._build_run(spec)
-        with anyio.CancelScope(shield=True):  # admitted => announced and claimable
-            active = await self.store.admit_run(
-                run,
-                create_thread=spec.thread_id is None or spec.if_not_exists == "create",
-                thread_metadata={"graph_id": run.graph_id} if spec.thread_id else {},
-                require_interrupted=bool(spec.command and "resume" in spec.command),
-            )
+        start = (spec.after_seconds <= 0 and self._tg is not None
+                 and self._active < self.limits.max_concurrent_runs)
+        if start:  # reserve the slot before the await, so no claim round takes it
+            self._active += 1
+        sent = time.monotonic()
+        with anyio.CancelScope(shield=True):  # admitted => announced, started or claimable
+            try:
+                active, token = await self.claims.admit_run_leased(
+                    run,
+                    create_thread=spec.thread_id is None or spec.if_not_exists == "create",
+                    thread_metadata={"graph_id": run.graph_id} if spec.thread_id else {},
+                    require_interrupted=bool(spec.command and "resume" in spec.command),
+                    owner=self.owner if start else None, lease_s=self.lease_s,
+                )
+            except BaseException:
+                if start:
+                    self._active -= 1
+                raise
             # From here on the run is stored: create() must return it (invariant 8).
+            if start and token is None:
+                self._active -= 1
             await self.shared.announce(run.run_id)
+            if token is not None:
+                self._start(Claim(run.replace(status=RunStatus.RUNNING), token),
+                            sent + self.lease_s, reserved=True)
+                return run
             if spec.multitask_strategy in (MultitaskStrategy.INTERRUPT, MultitaskStrategy.ROLLBACK):
                 await self._cancel_predecessors(run, active,
                                                 CancelAction(str(spec.multitask_strategy)))
-            try:
-                await self._claim_round(fresh=run.run_id)
-            except Exception:  # the claim loops (here and elsewhere) will take it
-                logger.exception("run %s: claiming at admission failed", run.run_id)
-            if run.run_id not in self._handles:
+            if not active:  # no slot here: another process may have one
                 await self.control.publish_wake()
         return run
 

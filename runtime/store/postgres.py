@@ -52,7 +52,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from runtime.errors import BadRequest, ThreadBusy, ThreadExists, ThreadNotFound
+from runtime.errors import ThreadExists, ThreadNotFound
 from runtime.ids import now_iso
 from runtime.store.filters import thread_order
 from runtime.store.postgres_claims import PostgresClaims
@@ -60,6 +60,7 @@ from runtime.store.postgres_schema import (
     ACTIVE,
     RUN_COLS,
     THREAD_COLS,
+    admission_error,
     loads_json,
     merge_patch,
     migrate,
@@ -280,17 +281,7 @@ class PostgresStore(PostgresClaims):
                 ),
             )
         except psycopg.Error as exc:
-            if exc.sqlstate == "GW404":
-                raise ThreadNotFound(run.thread_id, "Thread or assistant not found.") from None
-            if exc.sqlstate == "GW409":
-                raise ThreadBusy(run.thread_id) from None
-            if exc.sqlstate == "GW400":
-                rest = exc.diag.message_primary
-                raise BadRequest(
-                    f"Cannot resume thread {run.thread_id}: it is not interrupted "
-                    f"(status {rest}); there is nothing to resume."
-                ) from None
-            raise
+            raise admission_error(exc, run.thread_id) from None
         return [run_from_row(r) for r in rows]
 
     async def mark_running(self, run_id: str) -> Run | None:

@@ -60,13 +60,21 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from runtime.ids import now_iso
-from runtime.store.postgres_schema import RUN_COLS, RUNS_CHANNEL, outcome_args, run_from_row
+from runtime.store.postgres_schema import (
+    RUN_COLS,
+    RUNS_CHANNEL,
+    admission_error,
+    outcome_args,
+    run_from_row,
+    to_jsonb,
+)
 from runtime.store.protocol import CancelRequest, Claim, RenewResult, SweepOutcome, SweptRun
-from runtime.types import CancelAction, RunStatus, ThreadOutcome
+from runtime.types import CancelAction, Run, RunStatus, ThreadOutcome
 
 Conn = AsyncConnection[tuple[Any, ...]]
 
 _SWEPT_COLS = ", ".join(f"(o_run).{c.strip()}" for c in RUN_COLS.split(","))
+_RUN_FIELDS = _SWEPT_COLS  # the columns of an ``o_run`` composite, in RUN_COLS order
 
 LEASE_HELD_SQL = (
     "SELECT 1 FROM runs WHERE run_id = %s AND lease_token = %s::uuid AND status = 'running' "
@@ -124,6 +132,38 @@ class PostgresClaims:
                 continue
             return [Claim(run_from_row(r), str(r[-1])) for r in rows]
         return []
+
+    async def admit_run_leased(
+        self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
+        require_interrupted: bool = False, owner: str | None = None, lease_s: float = 30.0,
+    ) -> tuple[list[Run], str | None]:
+        """``admit_run`` (one transaction, same errors), and when ``owner`` is given, the
+        thread runs nothing and the run is due at once: the run is stored ``running`` under a
+        new lease of ``owner`` (``lease_s`` seconds, DB clock), as a claim would leave it. The
+        cluster's fast path: one transaction instead of an admission and a claim.
+
+        Returns:
+            ``(runs already active, oldest first; the new run's lease token or None if it
+            stays pending)``.
+
+        Raises:
+            ThreadNotFound, ThreadBusy, BadRequest, InvalidRequest: as ``admit_run``.
+        """
+        meta, kwargs = to_jsonb(run.metadata, "metadata"), to_jsonb(run.kwargs, "kwargs")
+        thread_meta = to_jsonb(thread_metadata or {}, "metadata")
+        try:
+            rows = await self._fetchall_claims(
+                f"SELECT o_token::text, {_RUN_FIELDS} FROM gw_admit_run_leased_v1("
+                "%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s::jsonb, %s, %s, %s)",
+                (run.run_id, run.thread_id, run.assistant_id, run.graph_id, run.status, meta,
+                 kwargs, run.multitask_strategy, run.created_at, run.updated_at, run.attempt,
+                 run.cancel_action, run.on_completion, run.not_before, create_thread,
+                 thread_meta, require_interrupted, owner, float(lease_s)))
+        except psycopg.Error as exc:
+            raise admission_error(exc, run.thread_id) from None
+        token = next((str(r[0]) for r in rows if r[0] is not None), None)
+        return [run_from_row(r[1:]) for r in rows if r[1] is not None], token
 
     async def renew_leases(
         self, owner: str, tokens: dict[str, str], lease_s: float

@@ -36,9 +36,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg import AsyncConnection
 
-from runtime.errors import InvalidRequest
+from runtime.errors import BadRequest, InvalidRequest, ThreadBusy, ThreadNotFound
 from runtime.store import rows
 from runtime.store.filters import check_filter
 from runtime.types import (
@@ -354,6 +355,45 @@ BEGIN
 END $fn$;
 """
 
+# Version 3: admission that leases the run it starts (functions only, as version 2).
+MIGRATION_V3 = """
+-- admit_run, and when the new run starts at once (an idle thread, no delay) take its lease for
+-- p_owner in the same transaction: the cluster's fast path (one transaction, not an admission
+-- then a claim). Rows: one per run already active (o_token NULL), or one row (o_run NULL) with
+-- the new run's lease token, NULL if it stayed pending.
+CREATE OR REPLACE FUNCTION gw_admit_run_leased_v1(
+    p_run text, p_thread text, p_assistant text, p_graph text, p_status text,
+    p_metadata jsonb, p_kwargs jsonb, p_strategy text, p_created_at text, p_updated_at text,
+    p_attempt integer, p_cancel_action text, p_on_completion text, p_not_before text,
+    p_create_thread boolean, p_thread_meta jsonb, p_require_interrupted boolean,
+    p_owner text, p_lease_s double precision
+) RETURNS TABLE (o_token uuid, o_run runs) LANGUAGE plpgsql AS $fn$
+DECLARE
+    active runs[];
+    token uuid;
+BEGIN
+    active := ARRAY(SELECT a FROM gw_admit_run_v1(
+        p_run, p_thread, p_assistant, p_graph, p_status, p_metadata, p_kwargs, p_strategy,
+        p_created_at, p_updated_at, p_attempt, p_cancel_action, p_on_completion, p_not_before,
+        p_create_thread, p_thread_meta, p_require_interrupted,
+        p_owner IS NOT NULL AND p_not_before IS NULL) AS a);
+    IF cardinality(active) = 0 AND p_owner IS NOT NULL AND p_not_before IS NULL THEN
+        UPDATE runs SET owner = p_owner, lease_token = gen_random_uuid(),
+            lease_expires_at = now() + make_interval(secs => p_lease_s)
+        WHERE run_id = p_run AND status = 'running' RETURNING lease_token INTO token;
+    END IF;
+    IF cardinality(active) = 0 THEN
+        o_token := token;
+        o_run := NULL;
+        RETURN NEXT;
+    END IF;
+    FOREACH o_run IN ARRAY active LOOP
+        o_token := NULL;
+        RETURN NEXT;
+    END LOOP;
+END $fn$;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: threads and runs; owner/lease/cancel_requested_at are for the claims to come (unused)
     """
@@ -409,6 +449,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: claims and leases (postgres_claims.py): the DB-clock admission time, the claim, sweep
     # and fencing functions, their indexes
     MIGRATION_V2,
+    # 3: admission with a lease (the cluster's fast path)
+    MIGRATION_V3,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -545,6 +587,20 @@ def thread_filters(
         clauses.append(f"{column} @> %s::jsonb")
         args.append(text.decode())
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def admission_error(exc: psycopg.Error, thread_id: str) -> Exception:
+    """The runtime error of a failed admission (``gw_admit_run_v1``'s SQLSTATEs), or ``exc``
+    itself when it is not one of them."""
+    if exc.sqlstate == "GW404":
+        return ThreadNotFound(thread_id, "Thread or assistant not found.")
+    if exc.sqlstate == "GW409":
+        return ThreadBusy(thread_id)
+    if exc.sqlstate == "GW400":
+        return BadRequest(
+            f"Cannot resume thread {thread_id}: it is not interrupted "
+            f"(status {exc.diag.message_primary}); there is nothing to resume.")
+    return exc
 
 
 def outcome_args(outcome: ThreadOutcome | None) -> tuple[Any, ...]:

@@ -180,6 +180,14 @@ class RunClaims(Protocol):
     async def claim_runs(self, owner: str, limit: int, lease_s: float) -> list[Claim]:
         """Claim up to ``limit`` runs for ``owner`` with ``lease_s`` seconds of lease."""
 
+    async def admit_run_leased(
+        self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
+        require_interrupted: bool = False, owner: str | None = None, lease_s: float = 30.0,
+    ) -> tuple[list[Run], str | None]:
+        """``admit_run``; with ``owner``, a run that can start at once is stored ``running``
+        under a new lease of ``owner`` in the same transaction. The active runs and the new
+        run's lease token (None: it stays pending)."""
+
     async def renew_leases(
         self, owner: str, tokens: dict[str, str], lease_s: float
     ) -> RenewResult:

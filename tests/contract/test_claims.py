@@ -678,3 +678,39 @@ async def test_admission_sweep_finish_and_hand_back_notify_the_claimers(pg_url: 
         assert await notified()
         await store.notify_pending()
         assert await notified()
+
+
+async def test_a_leased_admission_starts_only_on_an_idle_thread(claims: PostgresStore) -> None:
+    """The cluster's fast path: with an owner, a run that can start at once is stored
+    ``running`` under a new lease in its admission; behind an active run, or with a delay,
+    it stays pending (and the active runs are returned as by ``admit_run``)."""
+    thread_id = str(uuid4())
+    first = new_run(thread_id)
+    active, token = await claims.admit_run_leased(first, create_thread=True, owner="p1",
+                                                  lease_s=LEASE_S)
+    assert active == [] and token is not None
+    assert (await get(claims, first.run_id)).status == RunStatus.RUNNING
+    assert await claims.lease_held(first.run_id, token)
+    renewed = await claims.renew_leases("p1", {first.run_id: token}, LEASE_S)
+    assert renewed.renewed == {first.run_id: None}
+
+    second = new_run(thread_id)
+    active, token2 = await claims.admit_run_leased(second, create_thread=False, owner="p1",
+                                                   lease_s=LEASE_S)
+    assert [r.run_id for r in active] == [first.run_id] and token2 is None
+    assert (await get(claims, second.run_id)).status == RunStatus.PENDING
+
+    other = str(uuid4())
+    later = new_run(other, not_before=now_iso())
+    active, token3 = await claims.admit_run_leased(later, create_thread=True, owner="p1",
+                                                   lease_s=LEASE_S)
+    assert active == [] and token3 is None
+    assert (await get(claims, later.run_id)).status == RunStatus.PENDING
+    unowned = new_run(str(uuid4()))
+    assert await claims.admit_run_leased(unowned, create_thread=True) == ([], None)
+    assert (await get(claims, unowned.run_id)).status == RunStatus.PENDING
+
+    assert await claims.finish_run_fenced(first.run_id, thread_id, token, RunStatus.SUCCESS,
+                                          done())
+    assert [c.run.run_id for c in await claims.claim_runs("p2", 5, LEASE_S)][:1] == [
+        second.run_id]
