@@ -1,7 +1,8 @@
 """The load generator's building blocks: pooled raw httpx clients (HTTP/1.1), JSON calls,
 SSE frame counting, a closed-loop driver and percentiles.
 
-``Clients`` shards connections over several AsyncClients of at most 16 connections each:
+``Clients`` (with ``ports``: round robin over N gateway processes) shards connections over
+several AsyncClients of at most 16 connections each:
 httpcore 1.0's pool bookkeeping is quadratic in the number of pooled connections (every
 request start and end walks all connections once per idle connection), which at 200
 connections cost ~15 ms of client CPU per request and, once a burst had filled the pool,
@@ -26,14 +27,37 @@ import orjson
 JSON = {"content-type": "application/json"}
 
 
-def make_client(base_url: str, max_connections: int = 64) -> httpx.AsyncClient:
-    """One AsyncClient (HTTP/1.1) with a pool of ``max_connections``.
+class RoundRobin(httpx.AsyncBaseTransport):
+    """A client-side load balancer: each request goes to the next of ``ports`` (same host),
+    as nginx's round robin would send it to N gateway processes."""
+
+    def __init__(self, ports: list[int], limits: httpx.Limits) -> None:
+        self.ports = ports
+        self._next = 0
+        self._inner = httpx.AsyncHTTPTransport(limits=limits)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._next = (self._next + 1) % len(self.ports)
+        request.url = request.url.copy_with(port=self.ports[self._next])
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def make_client(base_url: str, max_connections: int = 64,
+                ports: list[int] | None = None) -> httpx.AsyncClient:
+    """One AsyncClient (HTTP/1.1) with a pool of ``max_connections``; with ``ports``, its
+    requests go round robin to those ports of ``base_url``'s host (``RoundRobin``).
 
     Idle connections are dropped after 2 s, before uvicorn's 5 s keep-alive timeout closes
     them server-side: reusing a connection the server is closing fails the request."""
     limits = httpx.Limits(max_connections=max_connections,
                           max_keepalive_connections=max_connections, keepalive_expiry=2.0)
     timeout = httpx.Timeout(120.0, connect=30.0, pool=120.0)
+    if ports and len(ports) > 1:
+        return httpx.AsyncClient(base_url=base_url, timeout=timeout,
+                                 transport=RoundRobin(ports, limits))
     return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout, http2=False)
 
 
@@ -41,15 +65,17 @@ class Clients:
     """Pooled AsyncClients for one server: ``clients(i)`` is the shard of worker ``i``
     (workers ``0-15`` share shard 0, ``16-31`` shard 1, ...). Use as an async context."""
 
-    def __init__(self, base_url: str, shard: int = 16) -> None:
+    def __init__(self, base_url: str, shard: int = 16, ports: list[int] | None = None) -> None:
         self.base_url = base_url
         self.shard = shard
+        self.ports = ports
         self._clients: list[httpx.AsyncClient] = []
 
     def __call__(self, i: int = 0) -> httpx.AsyncClient:
         k = i // self.shard
         while len(self._clients) <= k:
-            self._clients.append(make_client(self.base_url, max_connections=4 * self.shard))
+            self._clients.append(make_client(self.base_url, max_connections=4 * self.shard,
+                                             ports=self.ports))
         return self._clients[k]
 
     async def __aenter__(self) -> Clients:

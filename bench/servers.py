@@ -152,3 +152,41 @@ def start_bare(tmp: Path) -> Server:
     """The bare Starlette + sse-starlette app (``bench.bare_app``) under uvicorn."""
     cmd = [sys.executable, "-m", "bench.bare_app", "--port", "{port}"]
     return Server("bare", cmd, ROOT, tmp / "bare.log").wait_ready("/json")
+
+
+class Cluster:
+    """N gateway processes on one PostgreSQL database and one Redis (cluster mode): ``url`` is
+    the first's, ``ports`` all of them (the bench client balances over them), ``cpu_s`` and
+    ``rss_kb`` are the sums."""
+
+    def __init__(self, servers: list[Server]) -> None:
+        self.servers = servers
+        self.name = f"ours-pg{len(servers)}"
+        self.url = servers[0].url
+        self.ports = [s.port for s in servers]
+
+    def cpu_s(self) -> float:
+        return sum(s.cpu_s() for s in self.servers)
+
+    def rss_kb(self) -> int:
+        return sum(s.rss_kb() for s in self.servers)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def start_cluster(tmp: Path, n: int, engines: dict[str, str]) -> Cluster:
+    """``n`` gateways (``start_gateway`` with the Redis bridge) sharing ``engines``."""
+    cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(BENCH / "config.yaml"),
+           "--port", "{port}", "--log-level", "warning"]
+    env = {"GATEWAY_DATA_DIR": str(tmp / "gateway-cluster"), "GATEWAY_BRIDGE": "redis",
+           **engines}
+    servers = [Server(f"ours-pg{n}-{i}", cmd, ROOT, tmp / f"ours-pg{n}-{i}.log", env)
+               for i in range(n)]
+    try:
+        return Cluster([s.wait_ready() for s in servers])
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
