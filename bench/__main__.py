@@ -2,9 +2,11 @@
 
 Order: our gateway (``bench/config.yaml``, data in a temp folder) through every scenario; our
 gateway with ``bridge: sqlite`` through the scenarios that publish events; our gateway on
-PostgreSQL + Redis (one process, a database and key prefix of its own) through the same; the
+PostgreSQL + Redis with 1, 2 and 3 processes (``--processes``; a database and key prefix of
+their own per column, requests balanced round robin) through the same; the
 reference ``langgraph dev`` (installed into ``bench/.venv-ref`` on first use) through the same
-scenarios; then the physical limits. Prints the table and the issue-6 targets and writes
+scenarios; then the physical limits (with ``longthread`` selected, the in-process long
+thread too, even without ``limits``). Prints the table and the issue-6 targets and writes
 ``bench/results/<timestamp>.json``.
 """
 
@@ -27,21 +29,25 @@ from bench.client import Clients
 from bench.engines import EnginesUnavailable, engines
 from bench.growth import growth
 from bench.limits import measure_limits
+from bench.longthread import long_thread, long_thread_limits
 from bench.reference import ensure_reference, reference_version
 from bench.report import format_table, format_targets, table_rows, targets, write_json
 from bench.runs import get_ok, sse_rate, stream_first_event, wait_scenarios
-from bench.servers import Server, start_gateway, start_reference
+from bench.servers import Cluster, Server, start_cluster, start_gateway, start_reference
 from bench.streams import fanout, idle_streams
 
-SCENARIOS = ("wait", "get_ok", "stream", "sse", "fanout", "idle", "growth")
+SCENARIOS = ("wait", "get_ok", "stream", "sse", "fanout", "idle", "growth", "longthread")
 # what the durable event log (``bridge: sqlite``) is measured on: the paths that publish events
 SQLITE_BRIDGE_SCENARIOS = {"wait", "stream", "sse", "fanout"}
+# the PostgreSQL + Redis columns: those, and the long thread (its checkpoints are the store's)
+PG_SCENARIOS = SQLITE_BRIDGE_SCENARIOS | {"longthread"}
 
 
-async def bench_server(server: Server, b: Budget, only: set[str]) -> dict[str, Any]:
-    """Every selected scenario against one server; a failing scenario records its error."""
+async def bench_server(server: Server | Cluster, b: Budget, only: set[str]) -> dict[str, Any]:
+    """Every selected scenario against one server (or a cluster, its requests balanced round
+    robin over its processes); a failing scenario records its error."""
     out: dict[str, Any] = {}
-    async with Clients(server.url) as clients:
+    async with Clients(server.url, ports=getattr(server, "ports", None)) as clients:
         steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
             "wait": lambda: wait_scenarios(clients, b, server.cpu_s),
             "get_ok": lambda: get_ok(clients, b),
@@ -50,6 +56,7 @@ async def bench_server(server: Server, b: Budget, only: set[str]) -> dict[str, A
             "fanout": lambda: fanout(clients, server.rss_kb, b),
             "idle": lambda: idle_streams(clients, server.rss_kb, b),
             "growth": lambda: growth(clients, b),
+            "longthread": lambda: long_thread(clients, b, server.cpu_s),
         }
         out["rss_start_mb"] = server.rss_kb() / 1024
         for name, step in steps.items():
@@ -66,7 +73,8 @@ async def bench_server(server: Server, b: Budget, only: set[str]) -> dict[str, A
     return out
 
 
-def _run_server(start: Callable[[], Server], b: Budget, only: set[str]) -> dict[str, Any]:
+def _run_server(start: Callable[[], Server | Cluster], b: Budget,
+                only: set[str]) -> dict[str, Any]:
     server = start()
     try:
         return asyncio.run(bench_server(server, b, only))
@@ -83,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite-bridge", action=argparse.BooleanOptionalAction, default=True,
                         help="also benchmark our gateway with bridge: sqlite (durable events)")
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True,
-                        help="also benchmark our gateway on PostgreSQL + Redis (one process; "
-                             "a database of its own is created and dropped)")
+                        help="also benchmark our gateway on PostgreSQL + Redis (a database "
+                             "of its own is created and dropped per column)")
+    parser.add_argument("--processes", default="1,2,3",
+                        help="PostgreSQL + Redis columns: how many gateway processes each "
+                             "(requests balanced round robin over them)")
     parser.add_argument("--only", default=",".join(SCENARIOS + ("limits",)),
                         help="comma list of: " + ", ".join(SCENARIOS + ("limits",)))
     parser.add_argument("--keep-tmp", action="store_true", help="keep data folders and logs")
@@ -106,16 +117,19 @@ def main(argv: list[str] | None = None) -> int:
             print("our gateway, bridge: sqlite ...", flush=True)
             results["ours_sqlite"] = _run_server(lambda: start_gateway(tmp, "sqlite"), b,
                                                  only & SQLITE_BRIDGE_SCENARIOS)
-        if args.postgres and only & SQLITE_BRIDGE_SCENARIOS:
-            print("our gateway, PostgreSQL + Redis ...", flush=True)
+        for n in sorted({int(x) for x in args.processes.split(",") if x.strip()}):
+            if not args.postgres or not only & PG_SCENARIOS:
+                break
+            print(f"our gateway, PostgreSQL + Redis, {n} process(es) ...", flush=True)
             try:
                 with engines() as env:
-                    results["ours_pg"] = _run_server(
-                        lambda: start_gateway(tmp, "redis", env), b,
-                        only & SQLITE_BRIDGE_SCENARIOS)
+                    results["ours_pg" if n == 1 else f"ours_pg{n}"] = _run_server(
+                        lambda n=n, env=env: start_cluster(tmp, n, env), b,
+                        only & PG_SCENARIOS)
             except EnginesUnavailable as exc:
                 notes.append(f"PostgreSQL + Redis skipped: {exc}")
                 print(notes[-1], flush=True)
+                break
         if args.reference:
             langgraph, why = ensure_reference()
             if langgraph is None:
@@ -130,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         if "limits" in only:
             print("physical limits ...", flush=True)
             results["limits"] = asyncio.run(measure_limits(tmp, b))
+        if "longthread" in only:
+            print("physical limits: long thread in-process ...", flush=True)
+            t0 = time.perf_counter()
+            results.setdefault("limits", {})["longthread"] = asyncio.run(
+                long_thread_limits(tmp, b))
+            print(f"  limits longthread: {time.perf_counter() - t0:.1f}s", flush=True)
     finally:
         if args.keep_tmp:
             print(f"logs and data kept in {tmp}")

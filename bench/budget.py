@@ -31,10 +31,13 @@ class Budget:
     growth_samples: int = 30
     growth_s: float = 10.0  # per measured operation
     limit_s: float = 3.0  # per in-process loop
+    long_turns: int = 400  # sequential /runs/wait turns on one thread (bench.longthread)
+    long_s: float = 240.0  # a server's long thread stops here (the reference may be slow)
 
 
 FULL = Budget()
 QUICK = Budget(
     wait_s=2.0, wait_max_runs=500, get_ok_s=1.0, stream_runs=10, stream_s=5.0, sse_reps=3,
     sse_s=4.0, fanout_timeout_s=60.0, fanout_reps=1, growth_samples=15, growth_s=5.0, limit_s=1.5,
+    long_turns=100, long_s=90.0,
 )

@@ -39,6 +39,7 @@ ROWS: list[tuple[str, str | None, str | None]] = [
     ("/runs/wait c=32 runs/s", "wait.c32.per_s", None),
     ("/runs/wait c=32 p50 ms", "wait.c32.p50_ms", None),
     ("/runs/wait c=32 p99 ms", "wait.c32.p99_ms", None),
+    ("/runs/wait c=32 server CPU ms/run", "wait.c32.cpu_ms_per_run", None),
     ("/runs/wait 200 at once runs/s", "wait.burst.per_s", None),
     ("/runs/wait 200 at once p50 ms", "wait.burst.p50_ms", None),
     ("/runs/wait 200 at once errors", "wait.burst.errors", None),
@@ -76,6 +77,29 @@ ROWS: list[tuple[str, str | None, str | None]] = [
     ("run list p50 ms @1k", "growth.n1000.list_runs_p50_ms", None),
     ("run list p50 ms @10k", "growth.n10000.list_runs_p50_ms", None),
     ("run list growth 1k->10k x", "growth.list_runs_growth", None),
+    # the long thread (bench/longthread.py): one thread, b.long_turns sequential /runs/wait of
+    # the echo graph; limit: ainvoke with the stock AsyncSqliteSaver (PostgreSQL's below)
+    ("long thread turns", "longthread.turns", "longthread.sqlite.turns"),
+    ("long thread /runs/wait p50 ms, turns 1-10", "longthread.first_p50_ms",
+     "longthread.sqlite.first_p50_ms"),
+    ("long thread /runs/wait p50 ms, last 10 turns", "longthread.last_p50_ms",
+     "longthread.sqlite.last_p50_ms"),
+    ("long thread growth last/first x", "longthread.growth", "longthread.sqlite.growth"),
+    ("long thread server CPU ms/run, turns 1-10", "longthread.first_cpu_ms_per_run",
+     "longthread.sqlite.first_cpu_ms_per_run"),
+    ("long thread server CPU ms/run, last 10 turns", "longthread.last_cpu_ms_per_run",
+     "longthread.sqlite.last_cpu_ms_per_run"),
+    ("long thread final state KB", "longthread.state_kb", "longthread.sqlite.state_kb"),
+    ("limit: long thread ainvoke AsyncPostgresSaver p50 ms, turns 1-10", None,
+     "longthread.postgres.first_p50_ms"),
+    ("limit: long thread ainvoke AsyncPostgresSaver p50 ms, last 10 turns", None,
+     "longthread.postgres.last_p50_ms"),
+    ("limit: long thread ainvoke AsyncPostgresSaver growth x", None,
+     "longthread.postgres.growth"),
+    ("limit: long thread ainvoke AsyncPostgresSaver CPU ms/run, turns 1-10", None,
+     "longthread.postgres.first_cpu_ms_per_run"),
+    ("limit: long thread ainvoke AsyncPostgresSaver CPU ms/run, last 10 turns", None,
+     "longthread.postgres.last_cpu_ms_per_run"),
 ]
 
 
@@ -103,29 +127,35 @@ def _ratio(a: Any, b: Any) -> str:
 
 def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One dict per row: scenario, ours, ours with ``bridge: sqlite``, ours on PostgreSQL +
-    Redis (one process), reference, limit, ratios."""
+    Redis with 1, 2 and 3 processes, reference, limit, ratios."""
     rows = []
     for label, path, limit_path in ROWS:
         ours = dig(results.get("ours"), path) if path else None
         ours_sqlite = dig(results.get("ours_sqlite"), path) if path else None
         ours_pg = dig(results.get("ours_pg"), path) if path else None
+        ours_pg2 = dig(results.get("ours_pg2"), path) if path else None
+        ours_pg3 = dig(results.get("ours_pg3"), path) if path else None
         ref = dig(results.get("reference"), path) if path else None
         limit = dig(results.get("limits"), limit_path) if limit_path else None
         rows.append({"scenario": label, "ours": ours, "ours_sqlite": ours_sqlite,
                      "reference": ref, "limit": limit,
                      "ours_over_limit": _ratio(ours, limit), "ours_over_ref": _ratio(ours, ref),
                      "sqlite_over_memory": _ratio(ours_sqlite, ours),
-                     "ours_pg": ours_pg, "pg_over_sqlite": _ratio(ours_pg, ours)})
+                     "ours_pg": ours_pg, "pg_over_sqlite": _ratio(ours_pg, ours),
+                     "ours_pg2": ours_pg2, "ours_pg3": ours_pg3,
+                     "pg3_over_pg1": _ratio(ours_pg3, ours_pg)})
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = ["scenario", "ours", "reference", "limit", "ours/limit", "ours/ref",
-            "ours, sqlite bridge", "sqlite/memory", "ours, PG + Redis", "PG/SQLite"]
+            "ours, sqlite bridge", "sqlite/memory", "ours, PG + Redis", "PG/SQLite",
+            "PG, 2 proc", "PG, 3 proc", "3 proc/1"]
     body = [[r["scenario"], _fmt(r["ours"]), _fmt(r["reference"]), _fmt(r["limit"]),
              r["ours_over_limit"], r["ours_over_ref"], _fmt(r.get("ours_sqlite")),
              r.get("sqlite_over_memory", "-"), _fmt(r.get("ours_pg")),
-             r.get("pg_over_sqlite", "-")] for r in rows]
+             r.get("pg_over_sqlite", "-"), _fmt(r.get("ours_pg2")), _fmt(r.get("ours_pg3")),
+             r.get("pg3_over_pg1", "-")] for r in rows]
     widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
@@ -191,6 +221,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         g = dig(o, f"growth.{key}_growth")
         out.append(_target(f"{label} latency grows < 2x from 1k to 10k threads",
                            None if g is None else g < 2, f"{_fmt(g)}x"))
+    for column, saver, label in (("ours", "sqlite", "SQLite"),
+                                 ("ours_pg", "postgres", "PostgreSQL")):
+        ratio_target("long thread: last-window /runs/wait p50 <= in-process ainvoke "
+                     f"(same saver), {label}",
+                     dig(results.get(column), "longthread.last_p50_ms"),
+                     dig(lim, f"longthread.{saver}.last_p50_ms"), 1.0, True,
+                     f"of ainvoke with the {label} saver at turn "
+                     f"{dig(results.get(column), 'longthread.turns')}")
     return out
 
 
