@@ -18,8 +18,12 @@ def result_body(result: RunResult, outcome: ThreadOutcome | None) -> bytes:
     """The ``/wait`` and ``/join`` body: final values, or ``{"__error__": {...}}``."""
     if result.error is not None:
         return dumps({"__error__": result.error})
+    if result.values_json is not None:
+        return result.values_json
     if result.values is not None:
         return dumps(result.values)
+    if outcome is not None and outcome.values_json is not None:
+        return outcome.values_json
     return dumps(outcome.values if outcome and outcome.values is not None else {})
 
 

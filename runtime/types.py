@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 
 class RunStatus(StrEnum):
     """Run lifecycle, as ``Run.status`` of the Platform API.
@@ -163,6 +165,11 @@ class ThreadOutcome:
 
     ``status`` is the thread status the run implies (``idle``/``interrupted``/``error``); the
     store turns it into ``busy`` when another run of the thread is still pending or running.
+
+    ``values_json``: the values as JSON bytes, when they were already encoded (the run's last
+    ``values`` event); then ``values`` is None and the stores write these bytes as they are
+    (a long thread's state is encoded once per run, not three times). ``state_values`` gives
+    the values either way.
     """
 
     status: ThreadStatus
@@ -173,6 +180,15 @@ class ThreadOutcome:
     assistant_id: str | None = None
     head_run_id: str | None = None  # the run that wrote the head checkpoint
     complete: bool = False  # the graph ran to its end (no next node, no pending task)
+    values_json: bytes | None = None
+
+    @property
+    def state_values(self) -> dict[str, Any] | None:
+        """The values, decoded from ``values_json`` if that is how they are held."""
+        if self.values_json is not None:
+            decoded: dict[str, Any] | None = orjson.loads(self.values_json)
+            return decoded
+        return self.values
 
 
 @dataclass(frozen=True, slots=True)

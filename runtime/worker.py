@@ -29,7 +29,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.pregel import Pregel
 from langgraph.types import Command
 
-from runtime.serialization import dumps, to_jsonable
+from runtime.serialization import MemoDumps, dumps, to_jsonable
 from runtime.types import Run, ThreadOutcome, ThreadStatus
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,12 @@ class RunResult:
             interrupt), or None if none was seen.
         error: ``{"error": <class name>, "message": <str>}`` if the graph raised.
         interrupted: a root chunk carried ``__interrupt__`` (an ``interrupt()`` was raised).
+        values_json: the JSON bytes of ``values`` when they were published as an event (the
+            run asked for ``values``), reused for the stored state and the ``/wait`` body.
     """
 
     values: dict[str, Any] | None = None
+    values_json: bytes | None = None
     error: dict[str, str] | None = None
     interrupted: bool = False
 
@@ -118,21 +121,28 @@ class _Emitter:
     result: RunResult
     partial: dict[str, AIMessageChunk] = field(default_factory=dict)
     seen_meta: set[str] = field(default_factory=set)
+    dumps: MemoDumps = field(default_factory=MemoDumps)
 
     def emit(self, ns: tuple[str, ...], lg_mode: str, chunk: Any) -> None:
         suffix = "|" + "|".join(ns) if ns else ""
         if ns and not self.subgraphs:
             return
+        root_values = not ns and isinstance(chunk, dict) and lg_mode == "values"
         if not ns and isinstance(chunk, dict) and lg_mode in ("values", "updates"):
-            if lg_mode == "values":
+            if root_values:
                 self.result.values = chunk
+                self.result.values_json = None
             if "__interrupt__" in chunk:
                 self.result.interrupted = True
         if lg_mode != "messages":
             if lg_mode in self.modes:
                 if lg_mode == "debug":
                     chunk = _debug_payload(chunk)
-                self.publish(lg_mode + suffix, dumps(chunk))
+                # the state's messages recur in every values event: encode each once
+                data = self.dumps(chunk) if lg_mode == "values" else dumps(chunk)
+                if root_values:
+                    self.result.values_json = data
+                self.publish(lg_mode + suffix, data)
             return
         message, meta = chunk
         if "messages-tuple" in self.modes:
@@ -265,7 +275,8 @@ def completed_outcome(
         return None
     return ThreadOutcome(
         status=ThreadStatus.IDLE,
-        values=to_jsonable(result.values),
+        values=None,
+        values_json=result.values_json or dumps(result.values),
         interrupts={},
         graph_id=run.graph_id,
         assistant_id=run.assistant_id,

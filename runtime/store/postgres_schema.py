@@ -516,7 +516,15 @@ def to_jsonb(value: Any, field: str, *, replace_nul: bool = False) -> str | None
     """
     if value is None:
         return None
-    text = orjson.dumps(value)
+    return jsonb_text(orjson.dumps(value), field, replace_nul=replace_nul)
+
+
+def jsonb_text(text: bytes, field: str, *, replace_nul: bool = False) -> str:
+    """JSON bytes as text for a ``%s::jsonb`` parameter, U+0000 handled as ``to_jsonb``.
+
+    Raises:
+        InvalidRequest: the JSON holds U+0000 and not ``replace_nul``.
+    """
     if b"\\u0000" in text and _NUL_ESCAPE.search(text):
         if not replace_nul:
             raise InvalidRequest(
@@ -610,7 +618,10 @@ def outcome_args(outcome: ThreadOutcome | None) -> tuple[Any, ...]:
         return (False, None, None, None, None, None)
     patch = {k: v for k, v in (("graph_id", outcome.graph_id),
                                ("assistant_id", outcome.assistant_id)) if v}
-    return (True, to_jsonb(outcome.values, "values", replace_nul=True),
+    values = (jsonb_text(outcome.values_json, "values", replace_nul=True)
+              if outcome.values_json is not None
+              else to_jsonb(outcome.values, "values", replace_nul=True))
+    return (True, values,
             to_jsonb(outcome.interrupts, "interrupts", replace_nul=True),
             to_jsonb(outcome.error, "error", replace_nul=True), outcome.status,
             to_jsonb(patch, "metadata"))

@@ -394,7 +394,8 @@ def _write_thread_after_run(
         'UPDATE threads SET "values" = ?, interrupts = ?, error = ?, rest_status = ?, '
         "status = ?, metadata = json_patch(metadata, ?), updated_at = ?, "
         "state_updated_at = ? WHERE thread_id = ?",
-        (to_json(outcome.values), to_json(outcome.interrupts), to_json(outcome.error),
+        (outcome.values_json.decode() if outcome.values_json is not None
+         else to_json(outcome.values), to_json(outcome.interrupts), to_json(outcome.error),
          outcome.status, TS.BUSY if busy else outcome.status, to_json(patch), now, now,
          thread_id),
     )
