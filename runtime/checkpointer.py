@@ -28,6 +28,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from runtime.pg_session import configure_session
 from runtime.saver_sqlite import ThreadedSqliteSaver
 
 Saver = BaseCheckpointSaver[Any]
@@ -70,8 +71,8 @@ async def _postgres_saver(url: str, max_size: int) -> AsyncIterator[AsyncPostgre
     kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0,
                               "row_factory": dict_row}
     async with AsyncConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs,
-                                   open=False) as pool:
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+                                   configure=configure_session, open=False) as pool:
+        saver = AsyncPostgresSaver(pool)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as lock:
             # A session lock, polled: setup() runs CREATE INDEX CONCURRENTLY, which waits for
             # every open snapshot, and a session blocked in pg_advisory_lock() holds one (a

@@ -54,6 +54,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from runtime.errors import ThreadExists, ThreadNotFound
 from runtime.ids import now_iso
+from runtime.pg_session import configure_session
 from runtime.store.filters import thread_order
 from runtime.store.postgres_claims import PostgresClaims
 from runtime.store.postgres_schema import (
@@ -388,6 +389,7 @@ class PostgresStore(PostgresClaims):
 
 async def _configure(conn: Conn) -> None:
     set_json_loads(loads_json, conn)
+    await configure_session(conn)
 
 
 async def _lock_thread(conn: Conn, thread_id: str) -> str | None:

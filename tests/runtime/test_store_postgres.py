@@ -258,3 +258,18 @@ async def test_claims_and_the_sweep_can_use_their_indexes(pg_url: str) -> None:
                                 "status = 'pending' AND cancel_action IS NULL "
                                 "ORDER BY thread_id, seq").fetchall())
         assert "runs_active" in plan or "runs_thread_active" in plan, plan
+
+
+async def test_large_state_is_compressed_with_lz4(pg_url: str) -> None:
+    """A long thread's state is written whole each run: the store's sessions compress it with
+    lz4, not the slower default pglz (runtime/pg_session.py)."""
+    big = {"messages": [{"type": "human", "content": f"message {i} " + "x" * 200}
+                        for i in range(400)]}
+    async with PostgresStore.open(pg_url) as store:
+        await store.create_thread("t-lz4", {})
+        await store.set_thread_state("t-lz4", big, {}, ThreadStatus.IDLE)
+        assert (await store.get_thread("t-lz4")).values == big
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute('SELECT pg_column_compression("values") FROM threads '
+                           "WHERE thread_id = 't-lz4'").fetchone()
+    assert row == ("lz4",)
