@@ -146,7 +146,6 @@ class RedisStreamBridge(MemoryStreamBridge):
     ) -> None:
         super().__init__(limits)
         self._redis = client
-        self._append = client.register_script(_APPEND_LUA)
         self._announce = client.register_script(_ANNOUNCE_LUA)
         self.key_prefix = key_prefix
         self.live_ttl_s = live_ttl_s if live_ttl_s is not None else max(
@@ -436,7 +435,11 @@ class RedisStreamBridge(MemoryStreamBridge):
             args: list[Any] = [maxlen, ttl_ms, self._minid(run_id, trims)]
             for item in pending.pop(run_id, ()):
                 args += (item.id, item.event, item.data)
-            await self._append(keys=[self.key(run_id)], args=args, client=pipe)
+            # EVAL with the body, not a Script object: a pipeline holding Script calls first
+            # asks Redis whether they are loaded (SCRIPT EXISTS), one more round trip per
+            # batch; and EVAL never meets NOSCRIPT (a restarted Redis), which EVALSHA would in
+            # the middle of a batch whose end marker had landed
+            pipe.eval(_APPEND_LUA, 1, self.key(run_id), *args)
             labels.append(("XADD", run_id))
 
         for op in ops:
