@@ -159,10 +159,16 @@ async def test_create_on_a_join_on_b_resume_on_c_cancel_from_c(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("kill_point", ["before_first_checkpoint", "mid_run", "last_node"])
+@pytest.mark.parametrize("kill_point", ["before_first_checkpoint", "mid_run", "last_node",
+                                        "during_finalization"])
 async def test_killed_owner_run_finishes_elsewhere(
     cluster: list[GatewayProcess], pg_url: str, kill_point: str,
 ) -> None:
+    """``during_finalization``: the test holds the thread's row lock, so the owner's terminal
+    write (which takes it first) blocks after the graph's last checkpoint is written; the owner
+    is killed there, and its blocked statement's backend terminated (a statement that reached
+    the server would otherwise still commit: that is a finished run, not a lost one). The next
+    attempt finds the graph complete and runs no node again."""
     a = sdk(cluster[0])
     thread_id = str((await a.threads.create())["thread_id"])
     durability = "exit" if kill_point == "before_first_checkpoint" else None
@@ -176,10 +182,27 @@ async def test_killed_owner_run_finishes_elsewhere(
         assert await a.threads.get_history(thread_id) == []
     else:
         await wait_state_next(a, thread_id, ["second" if kill_point == "mid_run" else "third"])
+    blocker: psycopg.Connection[Any] | None = None
+    if kill_point == "during_finalization":  # hold the thread row: the terminal write waits
+        blocker = psycopg.connect(pg_url)
+        blocker.execute("SELECT 1 FROM threads WHERE thread_id = %s FOR UPDATE", (thread_id,))
+        await wait_state_next(a, thread_id, [])  # the last checkpoint is written
+        blocked_sql = ("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND query LIKE '%%gw_finish_run_fenced_v1%%'")
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # the owner waits on our lock
+            blocked = await poll(
+                lambda: anyio.to_thread.run_sync(
+                    lambda: conn.execute(blocked_sql).fetchall()),
+                lambda rows: len(rows) == 1, 10, "the terminal write to wait")
     owner = owner_of(cluster, pg_url, run_id)
     survivors = [s for s in cluster if s is not owner]
     owner.kill()
     killed_at = time.monotonic()
+    if blocker is not None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (blocked[0][0],))
+        blocker.commit()
+        blocker.close()
 
     row = await wait_row(pg_url, run_id, lambda r: r is not None and r["attempt"] == 2
                          and r["status"] != "pending", TAKEOVER_S + 5, "the takeover")
