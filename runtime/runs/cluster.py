@@ -45,13 +45,16 @@ Limits:
    waking is dropped. The terminal write is fenced in the database and never lands.
 3. ``wait`` on a run whose lease this process lost answers 503 (the run continues elsewhere;
    the client joins again).
+
+Here: the claims, create, the fenced writes, cancel and the reads of a run on any process. The
+fences, the lease renewal and the sweep (steps 3 to 5) are the ``LeaseKeeping`` mixin
+(leases.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import time
 import uuid
@@ -66,11 +69,13 @@ from runtime.control.protocol import ControlChannel
 from runtime.errors import NothingToCancel, RunNotFound, ThreadNotFound
 from runtime.graphs import GraphRegistry
 from runtime.run_result import stored_result_body
-from runtime.runs.manager import RunManager, _RunHandle
+from runtime.runs.handle import RunHandle
+from runtime.runs.leases import LeaseKeeping
+from runtime.runs.manager import RunManager
 from runtime.saver_tracking import TrackingSaver
 from runtime.serialization import dumps
 from runtime.spec import RunLimits, RunSpec
-from runtime.store.protocol import Claim, ClusterStore, SweepOutcome, SweptRun
+from runtime.store.protocol import Claim, ClusterStore
 from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, ThreadOutcome
 
 logger = logging.getLogger(__name__)
@@ -83,7 +88,7 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class ClusterRunManager(RunManager):
+class ClusterRunManager(LeaseKeeping, RunManager):
     """The RunManager of one of N processes on a shared store (module docstring).
 
     Args:
@@ -116,57 +121,10 @@ class ClusterRunManager(RunManager):
         self.sweep_grace_s = lease_s / 2
         self.sweep_every_s = min(5.0, lease_s / 4)
         self._claim_lock = anyio.Lock()
-        self._by_thread: dict[str, _RunHandle] = {}  # runs executing here (checkpoint fence)
+        self._by_thread: dict[str, RunHandle] = {}  # runs executing here (checkpoint fence)
         self._saturated = False  # a claim round was cut short by the slots
         bridge.set_fence(self._may_write_run)
         checkpointer.set_fence(self._may_write_thread)
-
-    # ---- the fences ------------------------------------------------------------------------
-
-    @staticmethod
-    def _holds(handle: _RunHandle) -> bool:
-        """True while this process may write for the run: not leased (its terminal write
-        done), or leased, not lost and before its local deadline."""
-        if handle.lease_token is None:
-            return True
-        return not handle.lost and time.monotonic() < handle.lease_deadline
-
-    def _may_write_run(self, run_id: str) -> bool:
-        handle = self._handles.get(run_id)
-        return handle is None or self._holds(handle)
-
-    def _may_write_thread(self, thread_id: str) -> bool:
-        handle = self._by_thread.get(thread_id)
-        return handle is None or self._holds(handle)
-
-    def _lose(self, handle: _RunHandle, why: str, *, deleted: bool = False) -> None:
-        """Stop a run whose lease is gone; write nothing more for it. ``deleted``: the run
-        row is gone (its thread was deleted), so its stream is ended rather than left to a
-        new owner."""
-        if handle.lost or handle.lease_token is None or handle.done.is_set():
-            return
-        handle.lost = True
-        run_id = handle.run.run_id
-        logger.warning("run %s: %s; stopping it here, writing nothing more", run_id, why)
-        if deleted:
-            handle.lease_token = None
-            self.bridge.discard(run_id)
-        else:
-            self.shared.forget(run_id)
-        self._signal(handle)
-
-    def _publisher(self, handle: _RunHandle) -> Callable[[str, bytes], object]:
-        run_id = handle.run.run_id
-        publish = self.bridge.publish
-
-        def fenced(event: str, data: bytes) -> object:
-            if handle.lease_token is not None and (
-                    handle.lost or time.monotonic() >= handle.lease_deadline):
-                self._lose(handle, "its lease expired before it could be renewed")
-                return None
-            return publish(run_id, event, data)
-
-        return fenced
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -233,7 +191,7 @@ class ClusterRunManager(RunManager):
         """Execute a run this process holds the lease of; ``deadline``: the lease's local
         deadline (monotonic); ``reserved``: its slot is already counted."""
         run = claim.run
-        handle = _RunHandle(run, lease_token=claim.lease_token, lease_deadline=deadline)
+        handle = RunHandle(run, lease_token=claim.lease_token, lease_deadline=deadline)
         self._handles[run.run_id] = handle
         self._by_thread[run.thread_id] = handle
         if not reserved:
@@ -243,94 +201,27 @@ class ClusterRunManager(RunManager):
         assert self._tg is not None
         self._tg.start_soon(self._execute, handle, name=f"run {run.run_id}")
 
-    # ---- leases ----------------------------------------------------------------------------
-
-    async def _renew_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.renew_every_s)
-            try:
-                await self.renew_once()
-            except Exception:
-                logger.exception("lease renewal failed")
-
-    async def renew_once(self) -> None:
-        """One renewal of every lease this process holds (module step 3)."""
-        now = time.monotonic()
-        held: dict[str, tuple[_RunHandle, str]] = {}
-        for run_id, handle in list(self._handles.items()):
-            token = handle.lease_token
-            if token is None or handle.lost or handle.done.is_set():
-                continue
-            if now >= handle.lease_deadline:
-                self._lose(handle, "its lease expired before it could be renewed")
-                continue
-            held[run_id] = (handle, token)
-        if not held:
-            return
-        sent = time.monotonic()
-        try:
-            with anyio.fail_after(max(1.0, self.renew_every_s)):
-                result = await self.claims.renew_leases(
-                    self.owner, {run_id: token for run_id, (_, token) in held.items()},
-                    self.lease_s)
-        except Exception as exc:  # retried next round, until each local deadline
-            logger.warning("renewing %d lease(s) failed: %s", len(held), exc)
-            return
-        for run_id, intent in result.renewed.items():
-            handle, token = held[run_id]
-            if handle.lease_token == token:
-                handle.lease_deadline = sent + self.lease_s
-                if intent is not None:  # a cancel whose signal was lost (slow path)
-                    self._on_cancel(run_id, intent)
-        for run_id in result.lost:
-            handle, token = held[run_id]
-            if handle.lease_token == token and not handle.lost:
-                deleted = await self.store.get_run(run_id) is None
-                self._lose(handle, "its lease was taken over" if not deleted
-                           else "it was deleted", deleted=deleted)
-
-    async def _sweep_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.sweep_every_s * random.uniform(0.8, 1.2))
-            try:
-                await self.sweep_once()
-            except Exception:
-                logger.exception("sweeping expired leases failed")
-
-    async def sweep_once(self) -> list[SweptRun]:
-        """Take over the runs whose lease expired (module step 5); what was done."""
-        swept = await self.claims.sweep_expired(self.max_attempts, self.sweep_grace_s)
-        for item in swept:
-            run = item.run
-            logger.warning("run %s: lease of %s expired; %s (attempt %d)", run.run_id,
-                           item.previous_owner or "its canceller", item.outcome.value,
-                           run.attempt)
-            handle = self._handles.get(run.run_id)
-            if handle is not None and item.previous_owner == self.owner:
-                self._lose(handle, "its lease expired (this process was too slow)")
-            if item.outcome == SweepOutcome.ROLLBACK:
-                await delete_run_checkpoints(self.checkpointer, run.thread_id, run.run_id)
-                outcome = await self._outcome(run, None)
-                await self.store.delete_run(run.run_id, run.thread_id, outcome)
-                self.bridge.discard(run.run_id)
-            elif item.outcome != SweepOutcome.REQUEUED:
-                await self._end_remote_stream(run.run_id)
-        return swept
-
-    async def _end_remote_stream(self, run_id: str) -> None:
-        try:
-            await self.shared.end_stream(run_id)
-        except Exception as exc:  # Redis is a cache: joins end at its TTL instead
-            logger.warning("ending the stream of run %s failed: %s", run_id, exc)
-
     # ---- the fenced writes -------------------------------------------------------------------
 
-    async def _lost_write(self, handle: _RunHandle, what: str) -> None:
+    def _publisher(self, handle: RunHandle) -> Callable[[str, bytes], object]:
+        run_id = handle.run.run_id
+        publish = self.bridge.publish
+
+        def fenced(event: str, data: bytes) -> object:
+            if handle.lease_token is not None and (
+                    handle.lost or time.monotonic() >= handle.lease_deadline):
+                self._lose(handle, "its lease expired before it could be renewed")
+                return None
+            return publish(run_id, event, data)
+
+        return fenced
+
+    async def _lost_write(self, handle: RunHandle, what: str) -> None:
         deleted = await self.store.get_run(handle.run.run_id) is None
         self._lose(handle, f"its {what} was refused (lease gone)" if not deleted
                    else "it was deleted", deleted=deleted)
 
-    async def _write_rollback(self, handle: _RunHandle) -> ThreadOutcome | None:
+    async def _write_rollback(self, handle: RunHandle) -> ThreadOutcome | None:
         run, token = handle.run, handle.lease_token
         if token is None or not self._holds(handle) or not await self.claims.lease_held(
                 run.run_id, token):
@@ -344,7 +235,7 @@ class ClusterRunManager(RunManager):
         handle.lease_token = None
         return outcome
 
-    async def _write_finish(self, handle: _RunHandle, status: RunStatus,
+    async def _write_finish(self, handle: RunHandle, status: RunStatus,
                             outcome: ThreadOutcome) -> bool:
         run, token = handle.run, handle.lease_token
         if token is None or not await self.claims.finish_run_fenced(
@@ -354,11 +245,11 @@ class ClusterRunManager(RunManager):
         handle.lease_token = None
         return True
 
-    def _end_stream(self, handle: _RunHandle) -> None:
+    def _end_stream(self, handle: RunHandle) -> None:
         if not handle.lost:
             self.bridge.close(handle.run.run_id)
 
-    async def _requeue_after_shutdown(self, handle: _RunHandle) -> None:
+    async def _requeue_after_shutdown(self, handle: RunHandle) -> None:
         """Hand the run back (``pending``, attempt not charged; NOTIFY): a surviving process
         claims it at once. Its stream ends with an abort marker (clients reconnect)."""
         token = handle.lease_token

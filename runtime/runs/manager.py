@@ -9,8 +9,12 @@ thread has no running run and a slot is free. The run executes as a child of the
 group and is stopped by one cancellation; its terminal status and the thread it leaves are
 written in one transaction, and only then is its log closed.
 
+Here: lifecycle, create, execution and finalization, cancel, delete. The live state of a run
+is a ``RunHandle`` (handle.py); the read, wait and join methods are the ``RunReads`` mixin
+(reads.py).
+
 Invariants:
-1. One ``_RunHandle`` per admitted run, registered before ``create()`` returns, so a cancel can
+1. One ``RunHandle`` per admitted run, registered before ``create()`` returns, so a cancel can
    always find it; it never leaves ``runtime/``.
 2. Cancel is a durable intent (``runs.cancel_action``) plus a local signal (design.md 4.3).
 3. A thread's next run starts only after the previous one has left ``running`` and written
@@ -41,27 +45,25 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup
 
-from runtime.bridge.protocol import FROM_START, Cursor, StreamBridge
+from runtime.bridge.protocol import StreamBridge
 from runtime.checkpointer import Saver, delete_run_checkpoints
-from runtime.completion import Completion
 from runtime.errors import (
     BadRequest,
     InvalidRequest,
-    NotFound,
     NothingToCancel,
     RunNotFound,
     Unavailable,
 )
 from runtime.graphs import GraphRegistry
 from runtime.ids import now_iso
-from runtime.run_result import finished_before_cancel, result_body, stored_result_body
+from runtime.run_result import finished_before_cancel, result_body
+from runtime.runs.handle import RunHandle
+from runtime.runs.reads import RunReads
 from runtime.serialization import dumps
 from runtime.spec import RunLimits, RunSpec, build_run
 from runtime.store.protocol import Store
@@ -70,8 +72,6 @@ from runtime.types import (
     MultitaskStrategy,
     Run,
     RunStatus,
-    StreamEvent,
-    StreamGap,
     ThreadOutcome,
     ThreadStatus,
 )
@@ -80,27 +80,7 @@ from runtime.worker import RunResult, completed_outcome, execute_run, read_outco
 logger = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
-class _RunHandle:
-    """Live state of one admitted run (never leaves ``runtime/``)."""
-
-    run: Run
-    done: Completion = field(default_factory=Completion)
-    task: asyncio.Task[Any] | None = None
-    executing: bool = False  # inside execute_run: a cancel is delivered to ``task``
-    signalled: bool = False  # a user cancel was delivered
-    finalizing: bool = False  # execution over; the terminal status is being written
-    cancel_action: CancelAction | None = None
-    result_body: bytes | None = None
-    not_before_ts: float = 0.0
-    # cluster mode (cluster.py): the attempt's lease, its local deadline (monotonic), and
-    # whether it was lost (then this process writes nothing more for the run)
-    lease_token: str | None = None
-    lease_deadline: float = math.inf
-    lost: bool = False
-
-
-class RunManager:
+class RunManager(RunReads):
     """Creates, schedules, cancels and awaits runs. Build it with ``runtime.core.open_runtime``.
 
     Args:
@@ -120,8 +100,8 @@ class RunManager:
         self.graphs = graphs
         self.checkpointer = checkpointer
         self.limits = limits
-        self._handles: dict[str, _RunHandle] = {}
-        self._queue: dict[str, _RunHandle] = {}  # pending runs in admission order
+        self._handles: dict[str, RunHandle] = {}
+        self._queue: dict[str, RunHandle] = {}  # pending runs in admission order
         self._running_threads: set[str] = set()
         self._active = 0
         self._wake = anyio.Event()
@@ -177,7 +157,7 @@ class RunManager:
 
     def adopt(self, run: Run) -> None:
         """Queue a pending run found in the store at start-up (recovery), in call order."""
-        handle = _RunHandle(run)
+        handle = RunHandle(run)
         self.bridge.open(run.run_id, run.thread_id)
         self._handles[run.run_id] = handle
         self._queue[run.run_id] = handle
@@ -244,7 +224,7 @@ class RunManager:
             Unavailable: the runtime is shutting down.
         """
         run = self._build_run(spec)
-        handle = _RunHandle(run, not_before_ts=time.monotonic() + max(spec.after_seconds, 0.0))
+        handle = RunHandle(run, not_before_ts=time.monotonic() + max(spec.after_seconds, 0.0))
         # a free slot and a thread with nothing running here: start in the admission itself
         start = (spec.after_seconds <= 0 and self._tg is not None
                  and self._active < self.limits.max_concurrent_runs
@@ -304,7 +284,7 @@ class RunManager:
 
     # ---- execution -----------------------------------------------------------------------
 
-    async def _execute(self, handle: _RunHandle) -> None:
+    async def _execute(self, handle: RunHandle) -> None:
         run = handle.run
         graph = self.graphs.graph(run.graph_id)
         result = RunResult()
@@ -333,13 +313,13 @@ class RunManager:
             except Exception:  # invariant 8: nothing escapes a run task but cancellation
                 logger.exception("run %s: finalization failed", run.run_id)
 
-    def _publisher(self, handle: _RunHandle) -> Callable[[str, bytes], object]:
+    def _publisher(self, handle: RunHandle) -> Callable[[str, bytes], object]:
         """The publish callback of the run's execution (the cluster manager fences it)."""
         run_id = handle.run.run_id
         bridge = self.bridge
         return lambda event, data: bridge.publish(run_id, event, data)
 
-    async def _write_rollback(self, handle: _RunHandle) -> ThreadOutcome | None:
+    async def _write_rollback(self, handle: RunHandle) -> ThreadOutcome | None:
         """Rollback's writes: the run's checkpoints, then the run, deleted; the thread gets
         the state it is left with. None if nothing was written (cluster: lease lost)."""
         run = handle.run
@@ -348,7 +328,7 @@ class RunManager:
         await self.store.delete_run(run.run_id, run.thread_id, outcome)
         return outcome
 
-    async def _write_finish(self, handle: _RunHandle, status: RunStatus,
+    async def _write_finish(self, handle: RunHandle, status: RunStatus,
                             outcome: ThreadOutcome) -> bool:
         """The terminal write (run status + the thread it leaves, one transaction). False if
         nothing was written (cluster: lease lost). Raises InvalidRequest (PostgreSQL: an
@@ -356,11 +336,11 @@ class RunManager:
         await self.store.finish_run(handle.run.run_id, handle.run.thread_id, status, outcome)
         return True
 
-    def _end_stream(self, handle: _RunHandle) -> None:
+    def _end_stream(self, handle: RunHandle) -> None:
         """End the run's stream once its terminal status is stored."""
         self.bridge.close(handle.run.run_id)
 
-    async def _finalize(self, handle: _RunHandle, result: RunResult) -> None:
+    async def _finalize(self, handle: RunHandle, result: RunResult) -> None:
         handle.finalizing = True  # before any await: cancels from now on find nothing to do
         run = handle.run
         try:
@@ -421,7 +401,7 @@ class RunManager:
             return ThreadOutcome(ThreadStatus.ERROR if error else ThreadStatus.IDLE, None, {},
                                  error, run.graph_id, run.assistant_id)
 
-    async def _requeue_after_shutdown(self, handle: _RunHandle) -> None:
+    async def _requeue_after_shutdown(self, handle: RunHandle) -> None:
         """Put a run interrupted by shutdown back to ``pending`` for the next start."""
         await self.store.requeue_run(handle.run.run_id)
         self.bridge.abort(handle.run.run_id)  # streams break (not a clean end): clients retry
@@ -533,123 +513,13 @@ class RunManager:
             self._signal(handle)
 
     @staticmethod
-    def _signal(handle: _RunHandle) -> None:
+    def _signal(handle: RunHandle) -> None:
         """Deliver one cancellation to a run that is executing (difference 7)."""
         if handle.executing and not handle.signalled and handle.task is not None:
             handle.signalled = True
             handle.task.cancel()
 
-    # ---- reads ---------------------------------------------------------------------------
-
-    async def get(self, thread_id: str, run_id: str) -> Run:
-        """The run (live state wins over the store). Raises RunNotFound."""
-        handle = self._handles.get(run_id)
-        if handle is not None and handle.run.thread_id == thread_id:
-            if handle.run.status == RunStatus.PENDING and handle.run.run_id not in self._queue:
-                stored = await self.store.get_run(run_id, thread_id)
-                if stored is not None:
-                    return stored
-            return handle.run
-        run = await self.store.get_run(run_id, thread_id)
-        if run is None:
-            raise RunNotFound(run_id, "Not Found")
-        return run
-
-    async def find(self, run_id: str) -> Run:
-        """The run by its id alone (``GET /runs/{run_id}/stream``). Live state first: a
-        stateless run is deleted with its thread when it ends, and stays joinable while its
-        log is retained. Raises RunNotFound."""
-        handle = self._handles.get(run_id)
-        if handle is not None:
-            return await self.get(handle.run.thread_id, run_id)
-        run = await self.store.get_run(run_id)
-        if run is None:
-            raise RunNotFound(run_id, "Not Found")
-        return run
-
-    async def wait_result(self, thread_id: str, run_id: str, timeout_s: float) -> bytes | None:
-        """The ``/join`` body of a run once it has ended, or None if ``timeout_s`` passed first.
-
-        Safe to call again after a timeout. Raises RunNotFound for an unknown run and
-        Unavailable for a run put back to ``pending`` by a shutdown.
-        """
-        handle = self._handles.get(run_id)
-        if handle is not None and handle.run.thread_id == thread_id:
-            with anyio.move_on_after(timeout_s):
-                await handle.done.wait()
-            if handle.done.is_set() and handle.result_body is None:
-                raise Unavailable("The server shut down; the run resumes after the restart.")
-            return handle.result_body if handle.done.is_set() else None
-        run = await self.store.get_run(run_id, thread_id)
-        if run is None:
-            raise RunNotFound(run_id)
-        if not run.status.is_terminal:
-            await anyio.sleep(timeout_s)  # owned by no live task: recovery will pick it up
-            return None
-        return stored_result_body(run, await self.store.get_thread(thread_id))
-
-    def result_future(self, thread_id: str, run_id: str) -> asyncio.Future[bytes] | None:
-        """The ``/join`` body of a run live in this process, as a new future resolved when the
-        run ends; it raises Unavailable if a shutdown put the run back to ``pending``. None if
-        the run is not live here (then use ``wait_result``). The caller may cancel it."""
-        handle = self._handles.get(run_id)
-        if handle is None or handle.run.thread_id != thread_id:
-            return None
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-        def resolve() -> None:
-            if future.done():
-                return
-            if handle.result_body is None:
-                future.set_exception(
-                    Unavailable("The server shut down; the run resumes after the restart."))
-            else:
-                future.set_result(handle.result_body)
-
-        handle.done.add_done_callback(resolve)
-        future.add_done_callback(lambda _: handle.done.remove_done_callback(resolve))
-        return future
-
-    def subscribe(
-        self, run_id: str, cursor: Cursor = FROM_START
-    ) -> AsyncIterator[StreamEvent | StreamGap]:
-        """The run's events after ``cursor`` until the run ends (see ``StreamBridge``)."""
-        return self.bridge.subscribe(run_id, cursor)
-
-    def join_events(
-        self, run: Run, cursor: Cursor
-    ) -> AsyncIterator[StreamEvent | StreamGap]:
-        """The events of a join of ``run`` (``GET .../runs/{id}/stream``) after ``cursor``.
-
-        As ``subscribe``, and one more case: a fresh joiner (``FROM_START``) of a run that
-        failed and whose log is gone (retention passed, or a restart on ``bridge: memory``)
-        gets one ``error`` event built from the stored error, never an empty stream that a
-        script would take for success. Subscribes before returning.
-        """
-        events = self.bridge.subscribe(run.run_id, cursor)
-        if cursor != FROM_START or run.status != RunStatus.ERROR or self.bridge.has(run.run_id):
-            return events
-        return self._or_stored_error(run, events)
-
-    async def _or_stored_error(
-        self, run: Run, events: AsyncIterator[StreamEvent | StreamGap]
-    ) -> AsyncIterator[StreamEvent | StreamGap]:
-        empty = True
-        async for item in events:  # bridge: sqlite may still hold the log
-            empty = False
-            yield item
-        if empty:
-            try:
-                error = (await self.store.get_thread(run.thread_id)).error
-            except NotFound:
-                error = None
-            yield StreamEvent(int(time.time() * 1000), 0, "error", dumps(error or {
-                "error": "RunError",
-                "message": "The run ended with an error; its event log is no longer kept."}))
-
-    def is_live(self, run_id: str) -> bool:
-        """True while this process holds the run's event log."""
-        return self.bridge.has(run_id)
+    # ---- delete ------------------------------------------------------------------------
 
     async def delete(self, thread_id: str, run_id: str) -> None:
         """Delete a run (``DELETE /threads/{t}/runs/{r}``); an active run is cancelled first.

@@ -1,10 +1,11 @@
 """RunStore and ThreadStore on PostgreSQL: the durable truth about runs and threads, shared by
 every gateway process that points at one database (design.md 9).
 
-Owns the ``threads`` and ``runs`` tables (schema, migration and row mapping in
-``runtime/store/postgres_schema.py``) and a psycopg 3 ``AsyncConnectionPool``. Observable
-behaviour is the SQLite store's (``runtime/store/sqlite.py`` documents each method; one
-contract suite, tests/contract/test_store.py, runs against both).
+Owns the ``threads`` and ``runs`` tables (schema and migration in
+``runtime/store/postgres_migrations.py``, row mapping in ``runtime/store/postgres_schema.py``)
+and a psycopg 3 ``AsyncConnectionPool``. Observable behaviour is the SQLite store's
+(``runtime/store/sqlite.py`` documents each method; one contract suite,
+tests/contract/test_store.py, runs against both).
 
 Invariants:
 1. At most one ``running`` run per thread, enforced by the partial unique index
@@ -15,7 +16,7 @@ Invariants:
 3. Every method is one transaction. Admission (busy check + insert + thread ``busy``) and
    finalization (run status + thread status, values, interrupts) are each one call of a
    PL/pgSQL function of the schema (``gw_admit_run_v1``, ``gw_finish_run_v1``,
-   ``gw_delete_run_v1``: one round trip, postgres_schema.py); the other methods are one
+   ``gw_delete_run_v1``: one round trip, postgres_migrations.py); the other methods are one
    statement, or a short transaction of a few.
 4. ``threads.status`` is ``busy`` while the thread has a pending or running run; otherwise it
    is ``rest_status``. Every transaction that reads a thread's active runs to decide its status
@@ -29,7 +30,7 @@ Claims, leases and fencing for N processes (``RunClaims``) are ``PostgresClaims`
 (postgres_claims.py), inherited here; SQLite has none (one process by construction).
 
 Deliberate differences from the SQLite store:
-1. JSON is ``jsonb`` (postgres_schema.py, difference 1): key order and number spelling are not
+1. JSON is ``jsonb`` (postgres_migrations.py, difference 1): key order and number spelling are not
    kept. A client's value holding U+0000 is refused with ``InvalidRequest`` (422 at
    admission, thread create and patch) where SQLite would store it; in the copy of a thread's
    state the store keeps (``values``, ``interrupts``, ``error``) U+0000 is written as U+FFFD,
@@ -57,6 +58,7 @@ from runtime.ids import now_iso
 from runtime.pg_session import configure_session
 from runtime.store.filters import thread_order
 from runtime.store.postgres_claims import PostgresClaims
+from runtime.store.postgres_migrations import migrate
 from runtime.store.postgres_schema import (
     ACTIVE,
     RUN_COLS,
@@ -64,7 +66,6 @@ from runtime.store.postgres_schema import (
     admission_error,
     loads_json,
     merge_patch,
-    migrate,
     outcome_args,
     run_from_row,
     thread_filters,
@@ -91,7 +92,7 @@ class PostgresStore(PostgresClaims):
         cls, url: str, *, min_size: int = 1, max_size: int = 10, notify: bool = False
     ) -> AsyncIterator[PostgresStore]:
         """Connect to ``url`` (``postgresql://user@host:port/db``), create or migrate the
-        schema (safe when several processes start at once: postgres_schema.py invariant 2),
+        schema (safe when several processes start at once: postgres_migrations.py invariant 2),
         and close the pool on exit.
 
         Args:

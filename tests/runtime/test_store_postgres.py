@@ -1,4 +1,4 @@
-"""PostgreSQL-specific tests of the run store (runtime/store/postgres.py, postgres_schema.py):
+"""PostgreSQL-specific tests of the run store (runtime/store/postgres.py, postgres_migrations.py):
 the schema's creation and migration at start-up, several pools (processes) on one database,
 what jsonb refuses, and the indexes the queries can use.
 
@@ -18,7 +18,7 @@ from runtime.errors import InvalidRequest, ThreadBusy
 from runtime.ids import now_iso, uuid7
 from runtime.store import postgres
 from runtime.store.postgres import PostgresStore
-from runtime.store.postgres_schema import (
+from runtime.store.postgres_migrations import (
     MIGRATIONS,
     SCHEMA_LOCK,
     SCHEMA_VERSION,
@@ -246,7 +246,7 @@ async def test_a_version_1_database_upgrades_in_place(pg_url: str) -> None:
 
 async def test_claims_and_the_sweep_can_use_their_indexes(pg_url: str) -> None:
     """The claim's and the sweep's scans are served by version 1's partial indexes (version 2
-    adds none: postgres_schema.py ``MIGRATION_V2``)."""
+    adds none: postgres_migrations.py ``MIGRATION_V2``)."""
     async with PostgresStore.open(pg_url):
         pass
     with psycopg.connect(pg_url, autocommit=True) as conn:
