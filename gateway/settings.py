@@ -42,6 +42,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.cron_schemas import cron_run_spec
 from runtime.bridge.protocol import BridgeLimits
 from runtime.core import RuntimeConfig
 from runtime.spec import RunLimits
@@ -122,6 +123,7 @@ class Settings(BaseModel):
             redis_url=self.redis_url,
             redis_key_prefix=self.redis_key_prefix,
             lease_s=self.lease_s,
+            cron_run_spec=cron_run_spec,
         )
 
 

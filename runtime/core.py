@@ -48,6 +48,8 @@ from runtime.control.pg_notify import PgNotifyControlChannel
 from runtime.control.protocol import ControlChannel
 from runtime.control.redis import RedisControlChannel
 from runtime.control.split import SplitControlChannel
+from runtime.crons.protocol import CronStore
+from runtime.crons.scheduler import CronScheduler, ToSpec
 from runtime.datadir import exclusive_data_dir, exclusive_database
 from runtime.graphs import GraphRegistry
 from runtime.runs import ClusterRunManager, RunManager
@@ -87,6 +89,8 @@ class RuntimeConfig:
     redis_url: str | None = None
     redis_key_prefix: str = "gw:"
     lease_s: float = 30.0
+    cron_run_spec: ToSpec | None = None  # payload -> RunSpec; None: no cron scheduler
+    cron_poll_s: float = 1.0
 
     @property
     def cluster(self) -> bool:
@@ -103,6 +107,7 @@ class Runtime:
     store: Store
     graphs: GraphRegistry
     checkpointer: Saver
+    crons: CronStore
 
 
 @asynccontextmanager
@@ -135,8 +140,13 @@ async def open_runtime(config: RuntimeConfig) -> AsyncIterator[Runtime]:
             manager = RunManager(store, bridge, graphs, saver, config.limits)
             await _recover(manager, config.max_attempts)
         state = ThreadState(store, graphs, saver, manager.bridge)
-        runtime = Runtime(manager, state, store, graphs, saver)
+        crons = store.crons
+        runtime = Runtime(manager, state, store, graphs, saver, crons)
         async with anyio.create_task_group() as tg:
+            if config.cron_run_spec is not None:
+                scheduler = CronScheduler(crons, manager, config.cron_run_spec,
+                                          poll_s=config.cron_poll_s)
+                tg.start_soon(scheduler.run, name="cron scheduler")
             if control is not None:
                 tg.start_soon(control.run, name="control channel")
             tg.start_soon(manager.run_scheduler, tg, name="run scheduler")

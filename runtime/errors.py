@@ -54,6 +54,14 @@ class AssistantNotFound(NotFound):
         self.assistant_id = assistant_id
 
 
+class CronNotFound(NotFound):
+    """404 for an unknown cron (``detail``: the reference's text for the endpoint)."""
+
+    def __init__(self, cron_id: str, detail: str = "Not Found") -> None:
+        super().__init__(detail)
+        self.cron_id = cron_id
+
+
 class CheckpointNotFound(NotFound):
     """No checkpoint with this id on the thread."""
 

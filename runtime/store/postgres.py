@@ -53,6 +53,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from runtime.crons.postgres import PostgresCronStore
 from runtime.errors import ThreadExists, ThreadNotFound
 from runtime.ids import now_iso
 from runtime.pg_session import configure_session
@@ -129,6 +130,11 @@ class PostgresStore(PostgresClaims):
             return await cur.fetchall()
 
     # ---- threads -------------------------------------------------------------------------
+
+    @property
+    def crons(self) -> PostgresCronStore:
+        """The CronStore on this store's pool (a cron's thread is a foreign key)."""
+        return PostgresCronStore(self._pool)
 
     async def create_thread(
         self, thread_id: str, metadata: dict[str, Any], if_exists: str = "raise"

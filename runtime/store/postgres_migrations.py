@@ -35,6 +35,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from runtime.crons.postgres import CRON_MIGRATION
+
 SCHEMA_LOCK = 0x6777_7374_6F72_6501
 """``pg_advisory_xact_lock`` key held while the schema is created or migrated."""
 
@@ -435,6 +437,8 @@ MIGRATIONS: tuple[str, ...] = (
     MIGRATION_V2,
     # 3: admission with a lease (the cluster's fast path)
     MIGRATION_V3,
+    # 4: crons and their fires (new tables only: safe for a rolling deploy)
+    CRON_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from runtime.crons.protocol import CronStore
 from runtime.types import CancelAction, Run, RunStatus, Thread, ThreadOutcome, ThreadStatus
 
 
@@ -106,7 +107,13 @@ class RunStore(Protocol):
 
 
 class Store(RunStore, ThreadStore, Protocol):
-    """Both stores, as one engine serves them (one transaction may touch both)."""
+    """Both stores, as one engine serves them (one transaction may touch both), and the
+    crons that live next to their threads."""
+
+    @property
+    def crons(self) -> CronStore:
+        """The CronStore on the same database (runtime/crons/protocol.py)."""
+        ...
 
 
 # ---- claims and leases: N processes on one database (design.md 9) --------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from runtime.crons.sqlite import CRON_SCHEMA, SqliteCronStore
 from runtime.errors import BadRequest, ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.ids import now_iso
 from runtime.sqlite_db import SqliteDb
@@ -55,8 +56,13 @@ class SqliteStore:
     async def open(cls, path: Path | str) -> AsyncIterator[SqliteStore]:
         """Open (and create) the store at ``path`` (``":memory:"`` for tests); closes on exit."""
         functions = {"gw_json_contains": (3, json_contains_sql)}
-        async with SqliteDb.open(path, SCHEMA, functions) as db:
+        async with SqliteDb.open(path, SCHEMA + CRON_SCHEMA, functions) as db:
             yield cls(db)
+
+    @property
+    def crons(self) -> SqliteCronStore:
+        """The CronStore on this store's database (a cron changes with its thread)."""
+        return SqliteCronStore(self._db)
 
     # ---- threads -------------------------------------------------------------------------
 
