@@ -21,6 +21,7 @@ from runtime.datadir import (
     exclusive_database,
 )
 from runtime.graphs import GraphLoadError, locate_spec
+from runtime.logctx import ContextFilter
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s%(ids)s")
+    for handler in logging.getLogger().handlers:  # run_id/thread_id/cron_id on each line
+        handler.addFilter(ContextFilter())
     try:
         settings = load_settings(args.config, host=args.host, port=args.port)
     except SettingsError as exc:

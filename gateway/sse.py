@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message
 
 from gateway.errors import InvalidField
+from runtime.metrics import STREAMS_OPEN
 from runtime.serialization import dumps
 from runtime.types import StreamEvent, StreamGap
 
@@ -100,6 +101,16 @@ async def frames(
             yield encode_event(item)
 
 
+async def _counted(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``body``, counted in ``gateway_streams_open`` while it is being sent."""
+    STREAMS_OPEN.inc()
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        STREAMS_OPEN.dec()
+
+
 def sse_response(
     body: AsyncIterator[bytes],
     *,
@@ -119,7 +130,7 @@ def sse_response(
             await on_client_close()
 
     return EventSourceResponse(
-        body,
+        _counted(body),
         headers=dict(headers or {}),
         ping=ping_interval_s,
         ping_message_factory=lambda: _Heartbeat(),

@@ -23,6 +23,8 @@ seconds-level schedules (``* * * * * */5``, ``@every 2s``) keep their rhythm.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,6 +37,8 @@ from runtime.crons.schedule import NoNextDate, ScheduleError, from_stored, parse
 from runtime.crons.types import Cron, CronFire
 from runtime.errors import GatewayError
 from runtime.ids import now_iso
+from runtime.logctx import bind
+from runtime.metrics import CRON_FIRES
 from runtime.runs import RunManager
 from runtime.spec import RunSpec
 
@@ -103,6 +107,11 @@ class CronScheduler:
         return len(claimed)
 
     async def _fire(self, cron: Cron, due: str) -> None:
+        context = contextvars.copy_context()  # cron_id on this fire's log lines only
+        await context.run(asyncio.create_task, self._fire_in_context(cron, due))
+
+    async def _fire_in_context(self, cron: Cron, due: str) -> None:
+        bind(cron_id=cron.cron_id)
         payload = dict(cron.payload)
         payload["metadata"] = {**(payload.get("metadata") or {}), **cron.metadata}
         if cron.thread_id is None:
@@ -113,9 +122,11 @@ class CronScheduler:
         except (GatewayError, ValueError) as exc:
             logger.warning("cron %s (thread_id %s): creating its run for the tick %s failed: %s",
                            cron.cron_id, cron.thread_id, due, exc)
+            CRON_FIRES.labels("error").inc()
             await self.store.record_fire(CronFire(cron.cron_id, due, fired_at, "error",
                                                   thread_id=cron.thread_id, error=str(exc)))
             return
+        CRON_FIRES.labels("created").inc()
         logger.info("cron %s fired: run_id %s thread_id %s (tick %s)", cron.cron_id,
                     run.run_id, run.thread_id, due)
         await self.store.record_fire(CronFire(cron.cron_id, due, fired_at, "created",

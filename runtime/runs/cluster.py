@@ -141,6 +141,10 @@ class ClusterRunManager(LeaseKeeping, RunManager):
         finally:
             remove()
 
+    async def pending_count(self) -> int:
+        """Runs waiting to start, in the shared store (any process may claim them)."""
+        return sum(1 for r in await self.store.active_runs() if r.status == RunStatus.PENDING)
+
     def _release(self, thread_id: str) -> None:
         handle = self._by_thread.get(thread_id)
         if handle is not None and handle.done.is_set():

@@ -61,6 +61,8 @@ from runtime.errors import (
 )
 from runtime.graphs import GraphRegistry
 from runtime.ids import now_iso
+from runtime.logctx import bind
+from runtime.metrics import run_finished
 from runtime.run_result import finished_before_cancel, result_body
 from runtime.runs.handle import RunHandle
 from runtime.runs.reads import RunReads
@@ -172,6 +174,15 @@ class RunManager(RunReads):
         await self.store.requeue_run(run.run_id)
         outcome = await self._outcome(run, error)
         await self.store.finish_run(run.run_id, run.thread_id, RunStatus.ERROR, outcome)
+
+    @property
+    def active_count(self) -> int:
+        """Runs executing in this process now."""
+        return self._active
+
+    async def pending_count(self) -> int:
+        """Runs waiting to start (this process's queue holds every pending run)."""
+        return len(self._queue)
 
     def begin_shutdown(self) -> None:
         """Shutdown step 1: admit no more runs and start no queued ones. Idempotent."""
@@ -291,6 +302,8 @@ class RunManager(RunReads):
         task = asyncio.current_task()
         assert task is not None
         handle.task = task
+        handle.started_ts = time.monotonic()
+        bind(run_id=run.run_id, thread_id=run.thread_id)  # this task's log lines
         try:
             if handle.cancel_action is None:  # cancelled before it started: never runs
                 handle.executing = True
@@ -353,6 +366,7 @@ class RunManager(RunReads):
                 rolled_back = await self._write_rollback(handle)
                 if rolled_back is None:
                     return
+                run_finished("rollback", time.monotonic() - handle.started_ts)
                 self.bridge.discard(run.run_id)
                 handle.result_body = dumps(rolled_back.values or {})
                 self._handles.pop(run.run_id, None)  # deleted: reads must 404
@@ -384,6 +398,7 @@ class RunManager(RunReads):
                     handle.result_body = None  # taken over: waiters must not see a result
                     return
             handle.run = run.replace(status=status, updated_at=now_iso())
+            run_finished(str(status), time.monotonic() - handle.started_ts)
             if run.on_completion == "delete":
                 await self._delete_thread_data(run.thread_id)
         finally:

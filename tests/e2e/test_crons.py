@@ -293,3 +293,41 @@ async def test_two_processes_on_postgres_fire_each_tick_once(
     with psycopg.connect(pg_url) as conn:
         owners = conn.execute("SELECT count(DISTINCT owner) FROM runs").fetchone()
     assert owners is not None and owners[0] >= 1
+
+
+async def test_metrics_and_log_lines_with_ids(server: GatewayProcess) -> None:
+    """``GET /metrics`` (Prometheus text) counts runs by status, their durations and cron
+    fires; log lines carry ``run_id``/``thread_id``/``cron_id``; a fire whose run cannot be
+    created (``reject`` on a busy thread) is logged, counted and recorded."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = get_client(url=server.url)
+    raw = client.http.client
+    thread_id = str((await client.threads.create())["thread_id"])
+    await client.runs.wait(thread_id, "echo", input=user("ok"))
+    failed = await client.runs.create(thread_id, "fail", input=user("no"))
+    await client.runs.join(thread_id, failed["run_id"])
+    busy = await client.runs.create(thread_id, "echo", input=user("long"),
+                                    config={"configurable": {"delay": 4}})
+    cron: dict[str, Any] = await client.crons.create_for_thread(  # type: ignore[assignment]
+        thread_id, "echo", schedule="@every 1s", multitask_strategy="reject")
+    await anyio.sleep(2.5)
+    await client.crons.update(cron["cron_id"], enabled=False)
+    await client.runs.join(thread_id, busy["run_id"])
+
+    text = (await raw.get("/metrics")).text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("gateway_runs_finished_total", (("status", "success"),))] >= 2
+    assert samples[("gateway_runs_finished_total", (("status", "error"),))] >= 1
+    assert samples[("gateway_run_duration_seconds_count", (("status", "success"),))] >= 2
+    assert samples[("gateway_cron_fires_total", (("outcome", "error"),))] >= 1
+    assert samples[("gateway_runs_active", ())] == 0
+    assert samples[("gateway_runs_pending", ())] == 0
+    assert ("process_cpu_seconds_total", ()) in samples
+
+    log = server.log()
+    assert f"run_id={failed['run_id']} thread_id={thread_id}" in log  # the failure's lines
+    assert f"cron {cron['cron_id']}" in log and f"cron_id={cron['cron_id']}" in log
+    data = server.config.parent / "data"
+    assert "error" in {outcome for _, _, outcome in fires(data, cron["cron_id"])}
