@@ -63,4 +63,5 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.webhooks = settings.webhook_config()
     return app

@@ -281,8 +281,6 @@ class RunCreate(_Model):
 
     def to_spec(self, thread_id: str | None) -> RunSpec:
         """The runtime RunSpec. Raises UnsupportedOption for options not implemented."""
-        if self.webhook:
-            raise UnsupportedOption("webhook")
         if self.feedback_keys:
             raise UnsupportedOption("feedback_keys")
         modes = [self.stream_mode] if isinstance(self.stream_mode, str) else self.stream_mode
@@ -312,6 +310,7 @@ class RunCreate(_Model):
             after_seconds=self.after_seconds,
             on_completion=self.on_completion,
             durability=durability,
+            webhook=self.webhook,
         )
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,8 @@ from gateway.cron_schemas import cron_run_spec
 from runtime.bridge.protocol import BridgeLimits
 from runtime.core import RuntimeConfig
 from runtime.spec import RunLimits
+from runtime.webhooks.policy import UrlPolicy
+from runtime.webhooks.sender import WebhookConfig
 
 
 class SettingsError(Exception):
@@ -85,7 +88,33 @@ class Settings(BaseModel):
     # refused here; enforced by gateway.limits.BodyLimit before the body is read
     max_body_mb: float = Field(25.0, gt=0)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    # run webhooks, as langgraph.json's ``webhooks`` and ``http.disable_webhooks``
+    webhooks: dict[str, Any] | None = None
+    http: dict[str, Any] | None = None
     base_dir: Path = Path(".")
+
+    def webhook_config(self) -> WebhookConfig:
+        """The resolved webhook settings: ``webhooks.headers`` with ``${{ env.NAME }}``
+        templates filled from the environment (only names with ``webhooks.env_prefix``,
+        default ``LG_WEBHOOK_``), ``webhooks.url`` (runtime/webhooks/policy.py),
+        ``webhooks.signing_secret`` (a template too), ``webhooks.max_attempts``, and
+        ``http.disable_webhooks``.
+
+        Raises:
+            SettingsError: a template names a variable that is unset or lacks the prefix.
+        """
+        block = dict(self.webhooks or {})
+        prefix = str(block.get("env_prefix", "LG_WEBHOOK_"))
+        headers = {str(k): _template(str(v), prefix) for k, v in
+                   (block.get("headers") or {}).items()}
+        secret = block.get("signing_secret")
+        return WebhookConfig(
+            headers=headers,
+            policy=UrlPolicy.from_config(block.get("url")),
+            signing_secret=_template(str(secret), prefix) if secret else None,
+            max_attempts=int(block.get("max_attempts", 3)),
+            disabled=bool((self.http or {}).get("disable_webhooks", False)),
+        )
 
     @model_validator(mode="after")
     def _engines(self) -> Settings:
@@ -124,7 +153,26 @@ class Settings(BaseModel):
             redis_key_prefix=self.redis_key_prefix,
             lease_s=self.lease_s,
             cron_run_spec=cron_run_spec,
+            webhooks=self.webhook_config(),
         )
+
+
+_TEMPLATE = re.compile(r"\$\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _template(value: str, prefix: str) -> str:
+    """``value`` with each ``${{ env.NAME }}`` replaced by the variable (which must start with
+    ``prefix`` and be set). Raises SettingsError."""
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not name.startswith(prefix):
+            raise SettingsError(f"webhooks: ${{{{ env.{name} }}}} does not start with the "
+                                f"env_prefix {prefix!r}")
+        if name not in os.environ:
+            raise SettingsError(f"webhooks: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _TEMPLATE.sub(fill, value)
 
 
 def _load_env_file(path: Path) -> None:
@@ -172,7 +220,7 @@ def load_settings(path: Path | str = "config.yaml", **overrides: Any) -> Setting
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: expected a mapping at the top level")
     if path.suffix == ".json":  # langgraph.json: keep what we understand
-        raw = {k: raw[k] for k in ("graphs", "env") if k in raw}
+        raw = {k: raw[k] for k in ("graphs", "env", "webhooks", "http") if k in raw}
     for env_name, key in _ENV_OVERRIDES.items():
         if os.environ.get(env_name):
             raw[key] = os.environ[env_name]
@@ -189,4 +237,5 @@ def load_settings(path: Path | str = "config.yaml", **overrides: Any) -> Setting
     elif isinstance(settings.env, dict):
         for key, value in settings.env.items():
             os.environ.setdefault(key, str(value))
+    settings.webhook_config()  # a header template naming an unset variable fails here
     return settings

@@ -60,6 +60,7 @@ from runtime.store.postgres import PostgresStore
 from runtime.store.protocol import ClusterStore, Store
 from runtime.store.sqlite import SqliteStore
 from runtime.types import RunStatus
+from runtime.webhooks.sender import WebhookConfig, WebhookSender
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class RuntimeConfig:
     lease_s: float = 30.0
     cron_run_spec: ToSpec | None = None  # payload -> RunSpec; None: no cron scheduler
     cron_poll_s: float = 1.0
+    webhooks: WebhookConfig | None = None  # None or disabled: nothing sent
 
     @property
     def cluster(self) -> bool:
@@ -143,6 +145,10 @@ async def open_runtime(config: RuntimeConfig) -> AsyncIterator[Runtime]:
         crons = store.crons
         runtime = Runtime(manager, state, store, graphs, saver, crons)
         async with anyio.create_task_group() as tg:
+            if config.webhooks is not None and not config.webhooks.disabled:
+                manager.webhooks = store.webhooks
+                sender = WebhookSender(store.webhooks, config.webhooks)
+                tg.start_soon(sender.run, name="webhook sender")
             if config.cron_run_spec is not None:
                 scheduler = CronScheduler(crons, manager, config.cron_run_spec,
                                           poll_s=config.cron_poll_s)

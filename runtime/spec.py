@@ -44,6 +44,7 @@ class RunSpec:
     after_seconds: float = 0.0
     on_completion: str | None = None
     durability: str | None = None
+    webhook: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def build_run(spec: RunSpec, assistant_id: str, graph_id: str) -> Run:
         "stream_mode": list(spec.stream_mode),
         "interrupt_before": spec.interrupt_before,
         "interrupt_after": spec.interrupt_after,
-        "webhook": None,
+        "webhook": spec.webhook,
         "feedback_keys": None,
         "temporary": spec.thread_id is None,
         "subgraphs": spec.stream_subgraphs,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import anyio
 from starlette.requests import Request
 
 from gateway.errors import InvalidId
 from runtime.core import Runtime
+from runtime.webhooks.policy import check_url
+from runtime.webhooks.sender import WebhookConfig
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -34,3 +37,17 @@ def query_flag(request: Request, name: str, default: bool = False) -> bool:
     if value is None:
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+async def check_webhook(request: Request, url: str | None) -> None:
+    """Check a run's or cron's ``webhook`` against the URL policy before anything is stored
+    (runtime/webhooks/policy.py; DNS in a worker thread). Nothing to check when webhooks are
+    disabled (``http.disable_webhooks``: the run runs, nothing is sent).
+
+    Raises:
+        WebhookRefused: the URL is not allowed -> 422 with the reason.
+    """
+    config: WebhookConfig = request.app.state.webhooks
+    if url is None or config.disabled:
+        return
+    await anyio.to_thread.run_sync(check_url, url, config.policy)

@@ -10,6 +10,7 @@ A create returns 200 with the Cron object and fires nothing until the first tick
    ``"tomorrow"`` included, and its scheduler then crashes), and is printed in UTC
    (``+00:00``), not echoed as sent.
 2. ``schedule`` also takes ``@every <duration>`` and ``@at <time>`` (runtime/crons/schedule.py).
+   A ``webhook`` is checked against the URL policy at create and PATCH (422), as for runs.
 3. A daily job at a fixed hour fires once on the autumn daylight-saving change (the
    reference fires it twice).
 """
@@ -34,7 +35,7 @@ from gateway.cron_schemas import (
 )
 from gateway.errors import InvalidField
 from gateway.responses import json_response
-from gateway.routes.common import path_uuid, runtime_of
+from gateway.routes.common import check_webhook, path_uuid, runtime_of
 from gateway.schemas import parse_body
 from runtime.crons.schedule import (
     NoNextDate,
@@ -87,6 +88,7 @@ async def _raw_body(request: Request) -> dict[str, Any]:
 async def _create(request: Request, thread_id: str | None) -> Response:
     body = await parse_body(request, CronCreate)
     raw = await _raw_body(request)
+    await check_webhook(request, body.webhook)
     rt = runtime_of(request)
     assistant = rt.graphs.resolve(body.assistant_id)
     now = datetime.now(UTC)
@@ -146,6 +148,8 @@ async def patch_cron(request: Request) -> Response:
     raw = await _raw_body(request)
     if not raw:
         raise BadRequest("Request body cannot be empty")
+    if isinstance(raw.get("webhook"), str):
+        await check_webhook(request, raw["webhook"])
     rt = runtime_of(request)
     end_time = _end_time(body.end_time) if "end_time" in raw else None
     now = datetime.now(UTC)

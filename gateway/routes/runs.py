@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from gateway.errors import InvalidField
 from gateway.responses import json_response, raw_json_response
-from gateway.routes.common import path_uuid, query_flag, runtime_of
+from gateway.routes.common import check_webhook, path_uuid, query_flag, runtime_of
 from gateway.schemas import (
     BulkCancel,
     CancelQuery,
@@ -50,6 +50,7 @@ def _paths(run: Run, stateless: bool) -> tuple[str, str]:
 async def _create(request: Request, stateless: bool) -> tuple[Run, RunCreate]:
     thread_id = None if stateless else path_uuid(request, "thread_id", "thread")
     body = await parse_body(request, RunCreate)
+    await check_webhook(request, body.webhook)
     run = await runtime_of(request).manager.create(body.to_spec(thread_id))
     return run, body
 

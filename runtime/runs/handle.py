@@ -25,6 +25,7 @@ class RunHandle:
     result_body: bytes | None = None
     not_before_ts: float = 0.0
     started_ts: float = 0.0  # monotonic, when execution began (metrics)
+    started_at: str = ""  # ISO, when execution began (the webhook's run_started_at)
     # cluster mode (cluster.py): the attempt's lease, its local deadline (monotonic), and
     # whether it was lost (then this process writes nothing more for the run)
     lease_token: str | None = None

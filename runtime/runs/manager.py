@@ -46,6 +46,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -77,6 +78,8 @@ from runtime.types import (
     ThreadOutcome,
     ThreadStatus,
 )
+from runtime.webhooks import delivery_for
+from runtime.webhooks.outbox import WebhookOutbox
 from runtime.worker import RunResult, completed_outcome, execute_run, read_outcome
 
 logger = logging.getLogger(__name__)
@@ -110,6 +113,7 @@ class RunManager(RunReads):
         self._tg: TaskGroup | None = None
         self.accepting = True
         self.shutdown_started_at = 0.0
+        self.webhooks: WebhookOutbox | None = None  # set by open_runtime when enabled
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -303,6 +307,7 @@ class RunManager(RunReads):
         assert task is not None
         handle.task = task
         handle.started_ts = time.monotonic()
+        handle.started_at = now_iso()
         bind(run_id=run.run_id, thread_id=run.thread_id)  # this task's log lines
         try:
             if handle.cancel_action is None:  # cancelled before it started: never runs
@@ -353,6 +358,18 @@ class RunManager(RunReads):
         """End the run's stream once its terminal status is stored."""
         self.bridge.close(handle.run.run_id)
 
+    async def _webhook(self, handle: RunHandle, status: str, values: Any, error: Any) -> None:
+        """Queue the run's webhook, if it has one, now that its terminal status is stored
+        (runtime/webhooks: the outbox survives a restart; never fails the run)."""
+        run = handle.run
+        if self.webhooks is None or not run.kwargs.get("webhook"):
+            return
+        try:
+            await self.webhooks.enqueue(delivery_for(run, status, values, error,
+                                                     handle.started_at, now_iso()))
+        except Exception:
+            logger.exception("run %s: queueing its webhook failed", run.run_id)
+
     async def _finalize(self, handle: RunHandle, result: RunResult) -> None:
         handle.finalizing = True  # before any await: cancels from now on find nothing to do
         run = handle.run
@@ -367,6 +384,7 @@ class RunManager(RunReads):
                 if rolled_back is None:
                     return
                 run_finished("rollback", time.monotonic() - handle.started_ts)
+                await self._webhook(handle, "rollback", rolled_back.values, None)
                 self.bridge.discard(run.run_id)
                 handle.result_body = dumps(rolled_back.values or {})
                 self._handles.pop(run.run_id, None)  # deleted: reads must 404
@@ -399,6 +417,7 @@ class RunManager(RunReads):
                     return
             handle.run = run.replace(status=status, updated_at=now_iso())
             run_finished(str(status), time.monotonic() - handle.started_ts)
+            await self._webhook(handle, str(status), outcome.state_values, outcome.error)
             if run.on_completion == "delete":
                 await self._delete_thread_data(run.thread_id)
         finally:

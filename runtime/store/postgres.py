@@ -75,6 +75,7 @@ from runtime.store.postgres_schema import (
 )
 from runtime.types import CancelAction, Run, RunStatus, Thread, ThreadOutcome
 from runtime.types import ThreadStatus as TS
+from runtime.webhooks.outbox import PostgresOutbox
 
 Conn = AsyncConnection[tuple[Any, ...]]
 
@@ -135,6 +136,11 @@ class PostgresStore(PostgresClaims):
     def crons(self) -> PostgresCronStore:
         """The CronStore on this store's pool (a cron's thread is a foreign key)."""
         return PostgresCronStore(self._pool)
+
+    @property
+    def webhooks(self) -> PostgresOutbox:
+        """The webhook outbox on this store's pool."""
+        return PostgresOutbox(self._pool)
 
     async def create_thread(
         self, thread_id: str, metadata: dict[str, Any], if_exists: str = "raise"

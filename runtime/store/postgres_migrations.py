@@ -36,6 +36,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from runtime.crons.postgres import CRON_MIGRATION
+from runtime.webhooks.outbox import WEBHOOK_MIGRATION
 
 SCHEMA_LOCK = 0x6777_7374_6F72_6501
 """``pg_advisory_xact_lock`` key held while the schema is created or migrated."""
@@ -439,6 +440,8 @@ MIGRATIONS: tuple[str, ...] = (
     MIGRATION_V3,
     # 4: crons and their fires (new tables only: safe for a rolling deploy)
     CRON_MIGRATION,
+    # 5: the webhook outbox (a new table only)
+    WEBHOOK_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from runtime.crons.protocol import CronStore
 from runtime.types import CancelAction, Run, RunStatus, Thread, ThreadOutcome, ThreadStatus
+from runtime.webhooks.outbox import WebhookOutbox
 
 
 class ThreadStore(Protocol):
@@ -113,6 +114,11 @@ class Store(RunStore, ThreadStore, Protocol):
     @property
     def crons(self) -> CronStore:
         """The CronStore on the same database (runtime/crons/protocol.py)."""
+        ...
+
+    @property
+    def webhooks(self) -> WebhookOutbox:
+        """The webhook outbox on the same database (runtime/webhooks/outbox.py)."""
         ...
 
 

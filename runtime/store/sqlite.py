@@ -41,6 +41,7 @@ from runtime.store.sqlite_schema import (
 )
 from runtime.types import CancelAction, MultitaskStrategy, Run, RunStatus, Thread, ThreadOutcome
 from runtime.types import ThreadStatus as TS
+from runtime.webhooks.outbox import WEBHOOK_SCHEMA_SQLITE, SqliteOutbox
 
 Db = sqlite3.Connection
 
@@ -56,13 +57,19 @@ class SqliteStore:
     async def open(cls, path: Path | str) -> AsyncIterator[SqliteStore]:
         """Open (and create) the store at ``path`` (``":memory:"`` for tests); closes on exit."""
         functions = {"gw_json_contains": (3, json_contains_sql)}
-        async with SqliteDb.open(path, SCHEMA + CRON_SCHEMA, functions) as db:
+        schema = SCHEMA + CRON_SCHEMA + WEBHOOK_SCHEMA_SQLITE
+        async with SqliteDb.open(path, schema, functions) as db:
             yield cls(db)
 
     @property
     def crons(self) -> SqliteCronStore:
         """The CronStore on this store's database (a cron changes with its thread)."""
         return SqliteCronStore(self._db)
+
+    @property
+    def webhooks(self) -> SqliteOutbox:
+        """The webhook outbox on this store's database."""
+        return SqliteOutbox(self._db)
 
     # ---- threads -------------------------------------------------------------------------
 
