@@ -142,7 +142,7 @@ def check_url(url: str, policy: UrlPolicy) -> tuple[str, int]:
         raise WebhookRefused(f"Webhook host blocked: port {port} is not allowed")
     try:
         addresses = resolve(host, port)
-    except (OSError, UnicodeError):
+    except (OSError, UnicodeError, ValueError):  # ValueError: a NUL in the name
         raise WebhookRefused("Webhook host blocked: DNS resolution failed") from None
     for address in addresses:
         reason = _blocked(address, policy)
