@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool, StrictStr, ValidationError
 
 from gateway.schemas import CanonicalUuid, RunCreate, _field_error, _Model
-from runtime.spec import RunSpec
+from runtime.spec import RunSpec, check_context
 
 CronSortBy = Literal["cron_id", "assistant_id", "thread_id", "next_run_date", "end_time",
                      "created_at", "updated_at"]
@@ -82,7 +82,9 @@ def validate_run_fields(payload: dict[str, Any], thread_id: str | None) -> RunSp
         run = RunCreate.model_validate(body)
     except ValidationError as exc:
         raise _field_error(exc) from None
-    return run.to_spec(thread_id)
+    spec = run.to_spec(thread_id)
+    check_context(spec)  # 400 when written, not at every fire (the reference's way)
+    return spec
 
 
 def cron_run_spec(payload: dict[str, Any], thread_id: str | None) -> RunSpec:

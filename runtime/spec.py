@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runtime.errors import BadRequest
 from runtime.ids import now_iso, uuid7
 from runtime.types import MultitaskStrategy, Run, RunStatus
 
@@ -62,6 +63,26 @@ class RunLimits:
     finalize_timeout_s: float = 10.0
     handle_retention_s: float = 120.0
     shutdown_timeout_s: float = 10.0
+
+
+SYSTEM_CONFIGURABLE = frozenset({"cron_id"})
+"""``configurable`` keys the gateway itself sets (a cron's fires carry ``cron_id``)."""
+
+
+def check_context(spec: RunSpec) -> None:
+    """The reference's rule: ``context`` and ``config.configurable`` (keys the gateway sets
+    aside) are not given together.
+
+    Raises:
+        BadRequest: both are given (400).
+    """
+    configurable = spec.config.get("configurable") or {}
+    if spec.context and set(configurable) - SYSTEM_CONFIGURABLE:
+        raise BadRequest(
+            "Cannot specify both configurable and context. Prefer setting context alone. "
+            "Context was introduced in LangGraph 0.6.0 and is the long term planned "
+            "replacement for configurable."
+        )
 
 
 def build_run(spec: RunSpec, assistant_id: str, graph_id: str) -> Run:

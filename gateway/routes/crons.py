@@ -13,6 +13,8 @@ A create returns 200 with the Cron object and fires nothing until the first tick
    A ``webhook`` is checked against the URL policy at create and PATCH (422), as for runs.
 3. A daily job at a fixed hour fires once on the autumn daylight-saving change (the
    reference fires it twice).
+4. Optional per-cron policies in the body or ``metadata.x_gateway``: ``max_concurrency``,
+   ``on_max_concurrency``, ``retry`` (runtime/crons/policy.py), checked when written (422).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gateway.errors import InvalidField
 from gateway.responses import json_response
 from gateway.routes.common import check_webhook, path_uuid, runtime_of
 from gateway.schemas import parse_body
+from runtime.crons.policy import PolicyError, policy_of
 from runtime.crons.schedule import (
     NoNextDate,
     ScheduleError,
@@ -76,6 +79,14 @@ def _end_time(value: Any) -> str | None:
         raise _schedule_error(exc) from None
 
 
+def _check_policy(payload: dict[str, Any], metadata: Any) -> None:
+    """422 naming the field for a wrong per-cron policy (runtime/crons/policy.py)."""
+    try:
+        policy_of(payload, metadata if isinstance(metadata, dict) else None)
+    except PolicyError as exc:
+        raise InvalidField(str(exc)) from None
+
+
 def _metadata(value: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (value or {}).items() if k not in DROPPED_METADATA_KEYS}
 
@@ -100,6 +111,7 @@ async def _create(request: Request, thread_id: str | None) -> Response:
     if thread_id is None:
         payload.setdefault("on_run_completed", body.on_run_completed or "delete")
     validate_run_fields(payload, thread_id)  # the run it will create is a valid run
+    _check_policy(payload, raw.get("metadata"))
     created = now_iso()
     cron = Cron(
         cron_id=cron_id, assistant_id=assistant.assistant_id, thread_id=thread_id, user_id="",
@@ -165,6 +177,7 @@ async def patch_cron(request: Request) -> Response:
         config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
         payload["config"] = config
         validate_run_fields(payload, cron.thread_id)
+        _check_policy(payload, {**cron.metadata, **_metadata(body.metadata)})
         on_completed = cron.on_run_completed
         if cron.thread_id is None and body.on_run_completed is not None:
             on_completed = body.on_run_completed

@@ -144,6 +144,21 @@ class PostgresCronStore:
                 out.append((cron, cron.next_run_date))
         return out
 
+    async def active_runs(self, cron_id: str) -> int:
+        """The cron's pending or running runs (its id is in their ``configurable``)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM runs WHERE status IN ('pending', 'running') "
+                "AND kwargs->'config'->'configurable'->>'cron_id' = %s", (cron_id,))
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def requeue_tick(self, cron_id: str, tick: str) -> None:
+        """``tick`` due again, if the cron is still enabled."""
+        async with self._pool.connection() as conn:
+            await conn.execute("UPDATE crons SET next_run_date = %s WHERE cron_id = %s "
+                               "AND enabled", (tick, cron_id))
+
     async def record_fire(self, fire: CronFire) -> None:
         """Keep the fire (the newest MAX_FIRES_KEPT per cron); nothing if the cron is gone."""
         async with self._pool.connection() as conn, conn.transaction():

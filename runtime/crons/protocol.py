@@ -60,6 +60,12 @@ class CronStore(Protocol):
         their next tick, in one transaction (invariant 2). Returns each cron as it was and
         the tick that was due."""
 
+    async def active_runs(self, cron_id: str) -> int:
+        """How many runs the cron fired are pending or running now (``max_concurrency``)."""
+
+    async def requeue_tick(self, cron_id: str, tick: str) -> None:
+        """Make ``tick`` due again (``on_max_concurrency: queue``), if the cron is enabled."""
+
     async def record_fire(self, fire: CronFire) -> None:
         """Keep what one fire did (kept per cron: the newest 100)."""
 

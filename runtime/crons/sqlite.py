@@ -144,6 +144,20 @@ class SqliteCronStore:
 
         return await self._db.write(op)
 
+    async def active_runs(self, cron_id: str) -> int:
+        """The cron's pending or running runs (its id is in their ``configurable``)."""
+        row = await self._db.read(lambda db: db.execute(
+            "SELECT count(*) FROM runs WHERE status IN ('pending', 'running') "
+            "AND json_extract(kwargs, '$.config.configurable.cron_id') = ?",
+            (cron_id,)).fetchone())
+        return int(row[0])
+
+    async def requeue_tick(self, cron_id: str, tick: str) -> None:
+        """``tick`` due again, if the cron is still enabled."""
+        await self._db.write(lambda db: db.execute(
+            "UPDATE crons SET next_run_date = ? WHERE cron_id = ? AND enabled = 1",
+            (tick, cron_id)))
+
     async def record_fire(self, fire: CronFire) -> None:
         """Keep the fire (the newest MAX_FIRES_KEPT per cron)."""
         def op(db: Db) -> None:

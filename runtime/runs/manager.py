@@ -68,7 +68,7 @@ from runtime.run_result import finished_before_cancel, result_body
 from runtime.runs.handle import RunHandle
 from runtime.runs.reads import RunReads
 from runtime.serialization import dumps
-from runtime.spec import RunLimits, RunSpec, build_run
+from runtime.spec import RunLimits, RunSpec, build_run, check_context
 from runtime.store.protocol import Store
 from runtime.types import (
     CancelAction,
@@ -217,12 +217,7 @@ class RunManager(RunReads):
         assistant = self.graphs.resolve(spec.assistant_id)
         if spec.thread_id is None and spec.command and "resume" in spec.command:
             raise BadRequest("You must provide a thread_id when resuming.")
-        if spec.context and (spec.config.get("configurable") or {}):
-            raise BadRequest(
-                "Cannot specify both configurable and context. Prefer setting context alone. "
-                "Context was introduced in LangGraph 0.6.0 and is the long term planned "
-                "replacement for configurable."
-            )
+        check_context(spec)
         return build_run(spec, assistant.assistant_id, assistant.graph_id)
 
     async def create(self, spec: RunSpec) -> Run:

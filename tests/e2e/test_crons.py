@@ -331,3 +331,85 @@ async def test_metrics_and_log_lines_with_ids(server: GatewayProcess) -> None:
     assert f"cron {cron['cron_id']}" in log and f"cron_id={cron['cron_id']}" in log
     data = server.config.parent / "data"
     assert "error" in {outcome for _, _, outcome in fires(data, cron["cron_id"])}
+
+
+async def test_max_concurrency_skips_ticks_while_runs_are_active(
+    server: GatewayProcess,
+) -> None:
+    """``max_concurrency: 1`` (raw HTTP: a body field; SDKs: ``metadata.x_gateway``): a tick
+    that comes while the cron's run is still active is skipped and recorded."""
+    client = get_client(url=server.url)
+    raw = client.http.client
+    slow = {"assistant_id": "echo", "schedule": "@every 1s", "input": user("slow"),
+            "context": {"delay": 2.5}, "max_concurrency": 1}
+    r = await raw.post("/runs/crons", json=slow)
+    assert r.status_code == 200, r.text
+    cron = r.json()
+    via_sdk: dict[str, Any] = await client.crons.create(  # type: ignore[assignment]
+        "echo", schedule="@every 1s", input=user("sdk"), context={"delay": 2.5},
+        metadata={"x_gateway": {"max_concurrency": 1}})
+    await anyio.sleep(4.5)
+    await client.crons.update(cron["cron_id"], enabled=False)
+    await client.crons.update(via_sdk["cron_id"], enabled=False)
+    data = server.config.parent / "data"
+    for cron_id in (cron["cron_id"], via_sdk["cron_id"]):
+        outcomes = [o for _, _, o in fires(data, cron_id)]
+        assert outcomes.count("created") in (1, 2) and "skipped" in outcomes, outcomes
+    for bad, field in (({"max_concurrency": 0}, "max_concurrency"),
+                       ({"on_max_concurrency": "wait"}, "on_max_concurrency"),
+                       ({"retry": {"on": ["success"]}}, "retry.on"),
+                       ({"retry": {"max_attempts": 0}}, "retry.max_attempts")):
+        r = await raw.post("/runs/crons", json={"assistant_id": "echo", "schedule": "@daily",
+                                                **bad})
+        assert r.status_code == 422 and field in r.json()["detail"], (bad, r.text)
+        r = await raw.patch(f"/runs/crons/{cron['cron_id']}", json=bad)
+        assert r.status_code == 422 and field in r.json()["detail"], (bad, r.text)
+
+
+async def test_queued_ticks_wait_for_the_active_run(server: GatewayProcess) -> None:
+    """``on_max_concurrency: queue``: no tick is skipped; the next fire waits for the run."""
+    client = get_client(url=server.url)
+    r = await client.http.client.post("/runs/crons", json={
+        "assistant_id": "echo", "schedule": "@every 1s", "input": user("q"),
+        "context": {"delay": 1.5}, "max_concurrency": 1, "on_max_concurrency": "queue"})
+    cron = r.json()
+    await anyio.sleep(5)
+    await client.crons.update(cron["cron_id"], enabled=False)
+    outcomes = [o for _, _, o in fires(server.config.parent / "data", cron["cron_id"])]
+    assert "skipped" not in outcomes and 2 <= outcomes.count("created") <= 3, outcomes
+
+
+async def test_a_failed_run_is_retried_with_backoff(server: GatewayProcess) -> None:
+    client = get_client(url=server.url)
+    thread_id = str((await client.threads.create())["thread_id"])
+    when = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    r = await client.http.client.post(f"/threads/{thread_id}/runs/crons", json={
+        "assistant_id": "fail", "schedule": f"@at {when}", "input": user("again"),
+        "retry": {"max_attempts": 3, "initial_delay_s": 0.2, "max_delay_s": 0.4}})
+    assert r.status_code == 200, r.text
+    runs = await wait_for(lambda: runs_of(client, thread_id),
+                          lambda rs: len(rs) == 3 and all(x["status"] == "error" for x in rs),
+                          15, "three failed attempts")
+    await anyio.sleep(1.5)
+    assert len(await runs_of(client, thread_id)) == 3  # max_attempts: no fourth
+    outcomes = [o for _, _, o in fires(server.config.parent / "data", r.json()["cron_id"])]
+    assert outcomes == ["created", "retried", "retried"]
+    assert {run["kwargs"]["config"]["configurable"]["cron_id"] for run in runs} == {
+        r.json()["cron_id"]}
+
+
+async def test_a_cron_with_context_fires(server: GatewayProcess) -> None:
+    """The cron's own ``cron_id`` in ``configurable`` is not the user's ``configurable``: a
+    cron with ``context`` fires (it failed every fire with 'Cannot specify both configurable
+    and context'); a cron with both is refused when written (400), not at every fire."""
+    client = get_client(url=server.url)
+    thread_id = str((await client.threads.create())["thread_id"])
+    await client.crons.create_for_thread(thread_id, "echo", schedule="@every 1s",
+                                         input=user("ctx"), context={"delay": 0})
+    runs = await wait_for(lambda: runs_of(client, thread_id), lambda r: len(r) >= 1, 10,
+                          "a fire")
+    assert runs[0]["kwargs"]["context"] == {"delay": 0}
+    r = await client.http.client.post("/runs/crons", json={
+        "assistant_id": "echo", "schedule": "@daily", "context": {"delay": 0},
+        "config": {"configurable": {"delay": 0}}})
+    assert r.status_code == 400 and "Cannot specify both" in r.json()["detail"]
