@@ -32,6 +32,7 @@ TEST_GRAPHS = {
     "steps": str(ROOT / "tests/graphs/steps.py") + ":graph",
     "chat_agent": str(ROOT / "examples/chat_agent.py") + ":graph",
     "approval_agent": str(ROOT / "examples/approval_agent.py") + ":graph",
+    "report_agent": str(ROOT / "examples/report_agent.py") + ":graph",
 }
 
 

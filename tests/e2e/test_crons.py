@@ -413,3 +413,22 @@ async def test_a_cron_with_context_fires(server: GatewayProcess) -> None:
         "assistant_id": "echo", "schedule": "@daily", "context": {"delay": 0},
         "config": {"configurable": {"delay": 0}}})
     assert r.status_code == 400 and "Cannot specify both" in r.json()["detail"]
+
+
+@pytest.mark.timeout(60)
+async def test_the_scheduled_agent_example(server: GatewayProcess) -> None:
+    """``examples/schedule_report.py`` against a gateway: two fires of ``report_agent``."""
+    import sys
+
+    from tests.server import ROOT
+
+    with anyio.fail_after(40):
+        done = await anyio.run_process(
+            [sys.executable, str(ROOT / "examples/schedule_report.py"), "--url", server.url,
+             "--schedule", "@every 1s", "--fires", "2", "--note", "all green"], check=False)
+    out = done.stdout.decode()
+    assert done.returncode == 0, (out, done.stderr.decode())
+    assert "Report #1 (" in out and "Report #2 (" in out, out
+    assert "1 note(s) so far; last: all green" in out
+    client = get_client(url=server.url)
+    assert await client.crons.count() == 0  # the script deleted its cron
