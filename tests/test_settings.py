@@ -193,3 +193,26 @@ def test_engine_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     runtime = load_settings(config).runtime_config()
     assert (runtime.database_url, runtime.redis_url) == ("postgresql://env/db",
                                                          "redis://env:6379/1")
+
+
+def test_webhook_settings_from_langgraph_json(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``webhooks`` and ``http`` are read from langgraph.json as the reference reads them:
+    header templates filled from the environment (prefix checked), the url block, the switch."""
+    monkeypatch.setenv("LG_WEBHOOK_TOKEN", "t0k")
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({
+        "graphs": {"a": "./a.py:graph"},
+        "webhooks": {"headers": {"Authorization": "Bearer ${{ env.LG_WEBHOOK_TOKEN }}"},
+                     "url": {"allowed_domains": ["hooks.example.com"]}},
+        "http": {"disable_webhooks": True}}))
+    (tmp_path / "a.py").write_text(AGENT)
+    hooks = load_settings(config).webhook_config()
+    assert hooks.headers == {"Authorization": "Bearer t0k"} and hooks.disabled
+    assert hooks.policy.require_https and hooks.policy.allowed_domains == ("hooks.example.com",)
+    for template, named in (("${{ env.LG_WEBHOOK_MISSING }}", "LG_WEBHOOK_MISSING is not set"),
+                            ("${{ env.HOME }}", "does not start with the env_prefix")):
+        config.write_text(json.dumps({"graphs": {"a": "./a.py:graph"},
+                                      "webhooks": {"headers": {"X": template}}}))
+        with pytest.raises(SettingsError, match=named):
+            load_settings(config)
