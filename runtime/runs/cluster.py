@@ -10,8 +10,8 @@ Flow of a run:
    path: no claim, no wake-up). Otherwise it is stored ``pending``; if this process had no
    slot it wakes every process's claim loop (``ControlChannel.publish_wake``: PostgreSQL
    NOTIFY); if its thread was busy, the end of the thread's running run wakes them. Either
-   way its Redis stream is announced before ``create`` returns (a join on any process then
-   waits for its events).
+   way its Redis stream is announced before the admission (a join on any process then waits
+   for its events).
 2. The claim loop of every process claims what fits its free slots
    (``RunClaims.claim_runs``: oldest pending run of a thread with nothing running, ``FOR
    UPDATE SKIP LOCKED``), woken by NOTIFY, by a slot freed here while it was full, and every
@@ -283,8 +283,12 @@ class ClusterRunManager(LeaseKeeping, RunManager):
                  and self._active < self.limits.max_concurrent_runs)
         if start:  # reserve the slot before the await, so no claim round takes it
             self._active += 1
-        sent = time.monotonic()
         with anyio.CancelScope(shield=True):  # admitted => announced, started or claimable
+            # Announced BEFORE the admission: once the run is visible in the store (a client
+            # polling for it may already act on it), the response follows at once, as on one
+            # process. A failed admission leaves a bare start marker that expires on its own.
+            await self.shared.announce(run.run_id)
+            sent = time.monotonic()
             try:
                 active, token = await self.claims.admit_run_leased(
                     run,
@@ -300,7 +304,6 @@ class ClusterRunManager(LeaseKeeping, RunManager):
             # From here on the run is stored: create() must return it (invariant 8).
             if start and token is None:
                 self._active -= 1
-            await self.shared.announce(run.run_id)
             if token is not None:
                 self._start(Claim(run.replace(status=RunStatus.RUNNING), token),
                             sent + self.lease_s, reserved=True)

@@ -314,7 +314,7 @@ async def test_rolling_restart_loses_no_run(
             # as a load balancer does: no new request to a process being drained
             live = [s for s in members if s.proc is not None and s.proc.poll() is None
                     and s not in draining]
-            thread_id = threads[i % len(threads)]
+            thread_id = threads[i % 6]  # the feed's own threads
             try:
                 run = await sdk(random.choice(live)).runs.create(
                     thread_id, "steps", input=user(f"r{i}"),
@@ -332,6 +332,16 @@ async def test_rolling_restart_loses_no_run(
         for index in range(len(members)):
             await anyio.sleep(1.5)
             old = members[index]
+            # a run that is surely executing on the process when it stops (a slow one, created
+            # there: the admission takes its lease): the drain cannot finish it; hand-back
+            own = str((await sdk(old).threads.create())["thread_id"])
+            slow = await sdk(old).runs.create(own, "steps", input=user(f"slow{index}"),
+                                              config={"configurable": {"delay": 1.5}})
+            created.append((own, slow["run_id"], f"slow{index}"))
+            threads.append(own)
+            await wait_row(pg_url, slow["run_id"],
+                           lambda r: r is not None and r["status"] == "running", 10,
+                           "the slow run to start")
             draining.add(old)
             # uvicorn re-raises the SIGTERM once its graceful shutdown is over
             assert await anyio.to_thread.run_sync(old.stop) in (0, -signal.SIGTERM)
@@ -352,7 +362,8 @@ async def test_rolling_restart_loses_no_run(
         statuses = conn.execute("SELECT status, attempt, count(*) FROM runs GROUP BY 1, 2"
                                 ).fetchall()
     assert statuses == [("success", 1, len(created))]  # a hand-back charges no attempt
-    assert any("handed back at shutdown" in s.log() for s in cluster)  # it was exercised
+    handed_back = sum(s.log().count("handed back at shutdown") for s in cluster)
+    assert handed_back >= 3  # every stop handed at least its slow run back
 
 
 # ---- Redis flushed mid-run -------------------------------------------------------------------
