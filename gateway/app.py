@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateway.errors import STATUS_BY_ERROR, handle_error
 from gateway.limits import BodyLimit
-from gateway.routes import assistants, crons, runs, system, threads, ui
+from gateway.routes import assistants, crons, runs, store, system, threads, ui
 from gateway.settings import Settings
 from runtime.core import open_runtime
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> Starlette:
     handlers[Exception] = handle_error
     app = Starlette(
         routes=[*system.routes, *assistants.routes, *threads.routes, *crons.routes,
-                *runs.routes, *ui.routes],
+                *runs.routes, *store.routes, *ui.routes],
         middleware=[
             Middleware(
                 CORSMiddleware,

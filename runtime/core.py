@@ -52,6 +52,7 @@ from runtime.crons.protocol import CronStore
 from runtime.crons.scheduler import CronScheduler, ToSpec
 from runtime.datadir import exclusive_data_dir, exclusive_database
 from runtime.graphs import GraphRegistry
+from runtime.kvstore import ItemStore, open_item_store
 from runtime.runs import ClusterRunManager, RunManager
 from runtime.saver_tracking import TrackingSaver
 from runtime.spec import RunLimits
@@ -110,6 +111,7 @@ class Runtime:
     graphs: GraphRegistry
     checkpointer: Saver
     crons: CronStore
+    items: ItemStore
 
 
 @asynccontextmanager
@@ -123,7 +125,9 @@ async def open_runtime(config: RuntimeConfig) -> AsyncIterator[Runtime]:
     async with AsyncExitStack() as stack:
         inner, store = await _open_stores(config, stack)
         saver = TrackingSaver(inner)
-        graphs = GraphRegistry(config.graphs, config.base_dir, saver)
+        item_store = await stack.enter_async_context(
+            open_item_store(config.data_dir, config.database_url))
+        graphs = GraphRegistry(config.graphs, config.base_dir, saver, item_store)
         bridge, background = await _open_bridge(config, stack)
         control: ControlChannel | None = None
         manager: RunManager
@@ -143,7 +147,7 @@ async def open_runtime(config: RuntimeConfig) -> AsyncIterator[Runtime]:
             await _recover(manager, config.max_attempts)
         state = ThreadState(store, graphs, saver, manager.bridge)
         crons = store.crons
-        runtime = Runtime(manager, state, store, graphs, saver, crons)
+        runtime = Runtime(manager, state, store, graphs, saver, crons, ItemStore(item_store))
         async with anyio.create_task_group() as tg:
             if config.webhooks is not None and not config.webhooks.disabled:
                 manager.webhooks = store.webhooks

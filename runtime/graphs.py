@@ -21,6 +21,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
+from langgraph.store.base import BaseStore
 
 from runtime.errors import AssistantNotFound, InvalidAssistant
 from runtime.ids import is_uuid
@@ -130,19 +131,23 @@ class GraphRegistry:
         specs: ``{graph_id: "./path.py:attr"}``.
         base_dir: folder the relative paths resolve against (the config file's folder).
         checkpointer: attached to every graph.
+        store: the Store (runtime/kvstore.py) attached to every graph (``runtime.store``,
+            ``get_store()``), or None.
 
     Raises:
         GraphLoadError: at construction, for a spec that cannot be loaded.
     """
 
     def __init__(
-        self, specs: dict[str, str], base_dir: Path, checkpointer: BaseCheckpointSaver[Any]
+        self, specs: dict[str, str], base_dir: Path, checkpointer: BaseCheckpointSaver[Any],
+        store: BaseStore | None = None,
     ) -> None:
         self._graphs: dict[str, Pregel[Any, Any, Any, Any]] = {}
         self._assistants: dict[str, Assistant] = {}
         for graph_id, spec in specs.items():
             graph = _as_pregel(_import_attr(spec, base_dir), spec)
-            self._graphs[graph_id] = graph.copy(update={"checkpointer": checkpointer})
+            self._graphs[graph_id] = graph.copy(update={"checkpointer": checkpointer,
+                                                        "store": store})
             assistant = Assistant(assistant_id_for(graph_id), graph_id)
             self._assistants[assistant.assistant_id] = assistant
 

@@ -33,6 +33,7 @@ TEST_GRAPHS = {
     "chat_agent": str(ROOT / "examples/chat_agent.py") + ":graph",
     "approval_agent": str(ROOT / "examples/approval_agent.py") + ":graph",
     "report_agent": str(ROOT / "examples/report_agent.py") + ":graph",
+    "store_graph": str(ROOT / "tests/graphs/store_graph.py") + ":graph",
 }
 
 

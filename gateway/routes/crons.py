@@ -92,7 +92,10 @@ def _metadata(value: dict[str, Any] | None) -> dict[str, Any]:
 
 
 async def _raw_body(request: Request) -> dict[str, Any]:
-    data = orjson.loads(await request.body())  # parse_body has validated it already
+    """The body as parsed JSON (``parse_body`` has validated it; an empty optional body is
+    ``{}``)."""
+    raw = await request.body()
+    data = orjson.loads(raw) if raw.strip() else {}
     return data if isinstance(data, dict) else {}
 
 

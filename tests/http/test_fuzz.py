@@ -1,7 +1,8 @@
 """Generated bad input to EVERY endpoint of a fresh gateway (hypothesis, derandomized), then
 integrity checks.
 
-The endpoints are read from the route tables (gateway/routes/{system,assistants,threads,runs}.py),
+The endpoints are read from the route tables (gateway/routes/{system,assistants,threads,runs,
+crons,store}.py),
 so a new route is fuzzed without editing this file. Each example is one request over a real
 socket with: path ids that are real, respelled (upper case, hex), random UUIDs or junk; odd
 query strings; an odd ``Last-Event-ID``; and a body that is malformed bytes, arbitrary JSON,
@@ -29,12 +30,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
-from gateway.routes import assistants, runs, system, threads
+from gateway.routes import assistants, crons, runs, store, system, threads
 from tests.server import GatewayProcess
 
 ENDPOINTS: list[tuple[str, str]] = sorted(
     (route.path, method)
-    for module in (system, assistants, threads, runs)
+    for module in (system, assistants, threads, runs, crons, store)
     for route in module.routes
     if isinstance(route, Route)
     for method in (route.methods or ())
@@ -75,9 +76,28 @@ BODIES: dict[str, tuple[dict[str, Any], list[str]]] = {
 for _path in ("/threads/{thread_id}/runs", "/threads/{thread_id}/runs/stream",
               "/threads/{thread_id}/runs/wait", "/runs", "/runs/stream", "/runs/wait"):
     BODIES[_path] = (ECHO, RUN_FIELDS)
+CRON_FIELDS = [*RUN_FIELDS, "schedule", "timezone", "end_time", "enabled", "on_run_completed",
+               "max_concurrency", "on_max_concurrency", "retry", "retry.max_attempts",
+               "retry.on", "metadata.x_gateway"]
+for _path in ("/runs/crons", "/threads/{thread_id}/runs/crons"):
+    BODIES[_path] = ({**ECHO, "schedule": "@daily"}, CRON_FIELDS)
+BODIES.update({
+    "/runs/crons/{cron_id}": ({"enabled": False}, CRON_FIELDS),
+    "/runs/crons/search": ({"limit": 5}, ["assistant_id", "thread_id", "enabled", "metadata",
+                                          "limit", "offset", "sort_by", "sort_order",
+                                          "select"]),
+    "/runs/crons/count": ({}, ["assistant_id", "thread_id", "metadata"]),
+    "/store/items": ({"namespace": ["fuzz"], "key": "k", "value": {"v": 1}},
+                     ["namespace", "key", "value", "index", "ttl"]),
+    "/store/items/search": ({"namespace_prefix": ["fuzz"]},
+                            ["namespace_prefix", "filter", "limit", "offset", "query",
+                             "refresh_ttl", "filter.v"]),
+    "/store/namespaces": ({}, ["prefix", "suffix", "max_depth", "limit", "offset"]),
+})
 
 QUERY_KEYS = ["limit", "offset", "status", "stream_mode", "stream_modes", "xray", "wait",
-              "action", "cancel_on_disconnect", "recurse", "subgraphs", "before", "metadata"]
+              "action", "cancel_on_disconnect", "recurse", "subgraphs", "before", "metadata",
+              "namespace", "key", "refresh_ttl"]
 RAW_BODIES = [b"", b" ", b"{", b"[", b"null", b"0", b'"s"', b"[]", b"[{}]", b"\xff\xfe",
               b"{'a': 1}", b'{"a": NaN}', b'{"a": 1e400}', b'{"assistant_id": "echo"']
 
@@ -184,6 +204,8 @@ class Fuzzer:
         self.thread_id, self.run_id = self.new_thread_with_run()
         self.checkpoint_id = self.http.get(
             f"/threads/{self.thread_id}/state").json()["checkpoint_id"]
+        self.cron_id = self.http.post("/runs/crons", json={**ECHO, "schedule": "@daily"}
+                                      ).json()["cron_id"]
         self.failures: list[str] = []
         self.requests = 0
 
@@ -198,7 +220,8 @@ class Fuzzer:
                 "run_id": fresh[1] if fresh else self.run_id,
                 "assistant_id": "echo" if kind == "real" else
                 "046b5dc7-2108-582c-9c6c-31d556d138f0",
-                "checkpoint_id": self.checkpoint_id, "namespace": "child"}[name]
+                "checkpoint_id": self.checkpoint_id, "namespace": "child",
+                "cron_id": self.cron_id}[name]
         if kind == "real":
             return real
         if kind == "upper":
