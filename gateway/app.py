@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
+from gateway import openapi
 from gateway.errors import STATUS_BY_ERROR, handle_error
 from gateway.limits import BodyLimit
 from gateway.routes import assistants, crons, runs, store, system, threads, ui
@@ -46,7 +47,7 @@ def create_app(settings: Settings) -> Starlette:
     handlers[Exception] = handle_error
     app = Starlette(
         routes=[*system.routes, *assistants.routes, *threads.routes, *crons.routes,
-                *runs.routes, *store.routes, *ui.routes],
+                *runs.routes, *store.routes, *openapi.routes, *ui.routes],
         middleware=[
             Middleware(
                 CORSMiddleware,
@@ -64,4 +65,5 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.webhooks = settings.webhook_config()
+    app.state.openapi = openapi.build_openapi(app.routes, "LangGraph run gateway")
     return app
