@@ -276,6 +276,14 @@ async def test_cancel_running_run_with_wait(gateway_url: str) -> None:
     thread_id = await new_thread(client)
     run = await client.runs.create(thread_id, "echo", input=human("slow"), config=delay(5))
     await wait_running(client, thread_id, run["run_id"])
+
+    async def next_nodes() -> list[str]:
+        return list((await client.threads.get_state(thread_id))["next"])
+
+    # "running" is stored at admission; under load the graph may not have written its input
+    # checkpoint yet, and a run cancelled before that leaves an idle thread (correctly):
+    # cancel once the run is inside "prepare", which is what this test is about
+    await poll(next_nodes, lambda n: n == ["prepare"])
     with anyio.fail_after(3):
         await client.runs.cancel(thread_id, run["run_id"], wait=True)
     assert await run_status(client, thread_id, run["run_id"]) == "interrupted"
