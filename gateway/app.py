@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import openapi
+from gateway.auth import ApiKeyAuth
 from gateway.errors import STATUS_BY_ERROR, handle_error
 from gateway.limits import BodyLimit
 from gateway.routes import assistants, crons, runs, store, system, threads, ui
@@ -57,7 +58,8 @@ def create_app(settings: Settings) -> Starlette:
                 expose_headers=EXPOSED_HEADERS,
                 max_age=600,
             ),
-            # inside CORS, so a browser can read the 413 of a cross-origin request
+            # inside CORS, so a browser can read the 401 and 413 of a cross-origin request
+            Middleware(ApiKeyAuth, keys=settings.api_keys()),
             Middleware(BodyLimit, max_body_bytes=round(settings.max_body_mb * 1024 * 1024)),
         ],
         exception_handlers=handlers,

@@ -91,7 +91,22 @@ class Settings(BaseModel):
     # run webhooks, as langgraph.json's ``webhooks`` and ``http.disable_webhooks``
     webhooks: dict[str, Any] | None = None
     http: dict[str, Any] | None = None
+    auth: dict[str, Any] | None = None  # {api_keys: [...]} (gateway/auth.py)
     base_dir: Path = Path(".")
+
+    def api_keys(self) -> tuple[str, ...]:
+        """The API keys (gateway/auth.py): ``auth.api_keys`` (``${{ env.NAME }}`` templates
+        filled) plus ``GATEWAY_API_KEYS`` (comma-separated). Empty: no authentication.
+
+        Raises:
+            SettingsError: a template names an unset variable, or ``api_keys`` is not a list.
+        """
+        listed = (self.auth or {}).get("api_keys") or []
+        if not isinstance(listed, list):
+            raise SettingsError("auth.api_keys: must be a list of keys")
+        keys = [_template(str(k), "", "auth.api_keys") for k in listed]
+        keys += [k.strip() for k in os.environ.get("GATEWAY_API_KEYS", "").split(",")]
+        return tuple(k for k in keys if k)
 
     def webhook_config(self) -> WebhookConfig:
         """The resolved webhook settings: ``webhooks.headers`` with ``${{ env.NAME }}``
@@ -160,16 +175,16 @@ class Settings(BaseModel):
 _TEMPLATE = re.compile(r"\$\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
-def _template(value: str, prefix: str) -> str:
+def _template(value: str, prefix: str, where: str = "webhooks") -> str:
     """``value`` with each ``${{ env.NAME }}`` replaced by the variable (which must start with
-    ``prefix`` and be set). Raises SettingsError."""
+    ``prefix`` and be set); ``where`` names the setting in errors. Raises SettingsError."""
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
         if not name.startswith(prefix):
-            raise SettingsError(f"webhooks: ${{{{ env.{name} }}}} does not start with the "
+            raise SettingsError(f"{where}: ${{{{ env.{name} }}}} does not start with the "
                                 f"env_prefix {prefix!r}")
         if name not in os.environ:
-            raise SettingsError(f"webhooks: environment variable {name} is not set")
+            raise SettingsError(f"{where}: environment variable {name} is not set")
         return os.environ[name]
 
     return _TEMPLATE.sub(fill, value)
@@ -220,7 +235,7 @@ def load_settings(path: Path | str = "config.yaml", **overrides: Any) -> Setting
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: expected a mapping at the top level")
     if path.suffix == ".json":  # langgraph.json: keep what we understand
-        raw = {k: raw[k] for k in ("graphs", "env", "webhooks", "http") if k in raw}
+        raw = {k: raw[k] for k in ("graphs", "env", "webhooks", "http", "auth") if k in raw}
     for env_name, key in _ENV_OVERRIDES.items():
         if os.environ.get(env_name):
             raw[key] = os.environ[env_name]
@@ -238,4 +253,5 @@ def load_settings(path: Path | str = "config.yaml", **overrides: Any) -> Setting
         for key, value in settings.env.items():
             os.environ.setdefault(key, str(value))
     settings.webhook_config()  # a header template naming an unset variable fails here
+    settings.api_keys()
     return settings
