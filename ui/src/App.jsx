@@ -241,6 +241,7 @@ export function App() {
 
   const stream = useStream({
     apiUrl: initial.apiUrl,
+    apiKey: initial.apiKey,
     assistantId,
     threadId,
     onThreadId: setThreadId,

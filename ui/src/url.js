@@ -4,6 +4,8 @@
 //   ?delay=<seconds>      passed to runs as config.configurable.delay (slow test graphs)
 //   ?apiUrl=<url>         the gateway (default: the page's own origin, which serves /ui;
 //                         under `npm run dev`, http://127.0.0.1:8123)
+//   ?apiKey=<key>         for a gateway with `auth.api_keys`: kept in this browser's
+//                         localStorage and removed from the address bar (links do not carry it)
 
 export function readParams() {
   const params = new URLSearchParams(window.location.search);
@@ -15,7 +17,22 @@ export function readParams() {
     thread: params.get("thread") || null,
     assistant: params.get("assistant") || "chat_agent",
     delay: params.get("delay"),
+    apiKey: readApiKey(params),
   };
+}
+
+const API_KEY = "gatewayApiKey";
+
+function readApiKey(params) {
+  const given = params.get("apiKey");
+  try {
+    if (given) window.localStorage.setItem(API_KEY, given);
+    return given || window.localStorage.getItem(API_KEY) || undefined;
+  } catch {
+    return given || undefined; // storage disabled: the key lives as long as the page
+  } finally {
+    if (given) writeParam("apiKey", null);
+  }
 }
 
 export function writeParam(key, value) {
