@@ -49,6 +49,17 @@ def _message_dict(obj: BaseMessage) -> dict[str, Any]:
     return out
 
 
+def _unchanged(obj: BaseMessage, converted: dict[str, Any]) -> bool:
+    """True if ``converted`` (``_message_dict(obj)`` made earlier) still holds ``obj``'s very
+    field objects."""
+    fields = obj.__dict__
+    extra = obj.__pydantic_extra__ or {}
+    if len(converted) != len(fields) + len(extra):
+        return False
+    return all(converted.get(k, converted) is v for k, v in fields.items()) and all(
+        converted.get(k, converted) is v for k, v in extra.items())
+
+
 def _default(obj: Any) -> Any:
     """Fallback for types orjson does not know; raises TypeError for the unencodable."""
     if _is_plain_message_type(type(obj)):  # the common case: a state's messages
@@ -103,29 +114,31 @@ def dumps(obj: Any) -> bytes:
 
 
 class MemoDumps:
-    """``dumps`` for the events of one run: each pydantic model (a LangChain message) is
-    converted once (``model_dump``) and its dict reused while the run lasts.
+    """``dumps`` for the events of one run: each LangChain message is converted once and its
+    dict reused while the run lasts.
 
     A ``values`` event holds the whole state, and the state's messages are the same objects
-    from one step to the next, so without the memo a thread of 800 messages paid 800
-    ``model_dump`` calls per ``values`` event. The memo keeps each object alive (its key is
-    the object's ``id``) until the run ends; build one per run. Graph state is not mutated in
-    place between steps (LangGraph's reducers build new values), which is what makes reuse
-    exact.
+    from one step to the next, so without the memo a thread of 800 messages converted 800
+    messages per ``values`` event. The memo keeps each object alive (its key is the object's
+    ``id``) until the run ends; build one per run. A hit is used only if every field of the
+    message is still the very object it was (a node that reassigns a field, ``m.content = ...``,
+    gets a fresh conversion; a list changed in place is the same object in the memo's dict, so
+    the encoding sees the change).
     """
 
     __slots__ = ("_memo",)
 
     def __init__(self) -> None:
-        self._memo: dict[int, tuple[Any, Any]] = {}
+        self._memo: dict[int, tuple[Any, dict[str, Any]]] = {}
 
     def _default(self, obj: Any) -> Any:
+        if not _is_plain_message_type(type(obj)):
+            return _lenient(obj)
         hit = self._memo.get(id(obj))
-        if hit is not None and hit[0] is obj:
+        if hit is not None and hit[0] is obj and _unchanged(obj, hit[1]):
             return hit[1]
-        value = _lenient(obj)
-        if callable(getattr(obj, "model_dump", None)):
-            self._memo[id(obj)] = (obj, value)
+        value = _message_dict(obj)
+        self._memo[id(obj)] = (obj, value)
         return value
 
     def __call__(self, obj: Any) -> bytes:

@@ -78,3 +78,23 @@ def test_messages_encode_exactly_as_their_model_dump() -> None:
                                 option=orjson.OPT_NON_STR_KEYS)
         assert dumps(message) == expected, message
         assert dumps({"messages": [message]}) == b'{"messages":[' + dumps(message) + b"]}"
+
+
+def test_memo_dumps_reuses_a_message_until_a_field_changes() -> None:
+    """``MemoDumps`` converts a message once per run, but a field reassigned in place (a node
+    editing ``m.content``) or a list changed in place shows in the next encoding."""
+    import langchain_core.messages as lc
+
+    from runtime.serialization import MemoDumps
+
+    memo = MemoDumps()
+    message = lc.AIMessage(content="first", id="a1", tool_calls=[])
+    state = {"messages": [message]}
+    assert memo(state) == dumps(state)
+    assert memo(state) == dumps(state)  # a hit: the same bytes
+    message.content = "second"
+    assert b'"second"' in memo(state) and memo(state) == dumps(state)
+    message.additional_kwargs["k"] = 1  # in place: the same dict object
+    assert memo(state) == dumps(state)
+    message.custom_extra = "x"  # type: ignore[attr-defined]  # an extra field added
+    assert memo(state) == dumps(state)
