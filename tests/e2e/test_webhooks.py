@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -144,8 +145,9 @@ async def test_retries_on_5xx_and_429_not_on_other_4xx(hooked: GatewayProcess,
 
 async def test_a_pending_delivery_survives_a_restart(make_gateway: Any,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """The receiver is down: the first attempt fails; the gateway is killed before the
-    retry; after the restart (receiver up) the delivery is sent."""
+    """The receiver is down: the first attempt fails; the gateway is killed while the retry
+    waits; after the restart (receiver up) the delivery is sent. (A process killed DURING an
+    attempt leaves the delivery leased: it is sent again once the lease, 90 s, has passed.)"""
     monkeypatch.setenv("LG_WEBHOOK_TOKEN", TOKEN)
     monkeypatch.setenv("LG_WEBHOOK_SECRET", SECRET)
     first = make_gateway(webhooks=WEBHOOKS).start()
@@ -155,11 +157,14 @@ async def test_a_pending_delivery_survives_a_restart(make_gateway: Any,
     await client.runs.wait(thread_id, "echo", input=user("later"),
                            webhook=f"http://127.0.0.1:{port}/ok")
     db = first.config.parent / "data" / "gateway.sqlite"
-    with anyio.fail_after(10):
+    with anyio.fail_after(10):  # the first attempt failed and its retry is scheduled
         while True:
+            soon = (datetime.now(UTC) + timedelta(seconds=30)).isoformat(
+                timespec="microseconds")
             with sqlite3.connect(db) as conn:
-                row = conn.execute("SELECT attempts FROM webhook_deliveries").fetchone()
-            if row and row[0] >= 1:
+                row = conn.execute("SELECT attempts, next_attempt_at FROM webhook_deliveries"
+                                   ).fetchone()
+            if row and row[0] >= 1 and row[1] < soon:  # not the 90 s lease of an attempt
                 break
             await anyio.sleep(0.05)
     first.kill()
