@@ -46,7 +46,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -353,15 +352,17 @@ class RunManager(RunCancels, RunReads):
         """End the run's stream once its terminal status is stored."""
         self.bridge.close(handle.run.run_id)
 
-    async def _webhook(self, handle: RunHandle, status: str, values: Any, error: Any) -> None:
+    async def _webhook(self, handle: RunHandle, status: str, outcome: ThreadOutcome) -> None:
         """Queue the run's webhook, if it has one, now that its terminal status is stored
-        (runtime/webhooks: the outbox survives a restart; never fails the run)."""
+        (runtime/webhooks: the outbox survives a restart; never fails the run). The outcome's
+        values are decoded only then (a long thread's state is hundreds of KB)."""
         run = handle.run
         if self.webhooks is None or not run.kwargs.get("webhook"):
             return
         try:
-            await self.webhooks.enqueue(delivery_for(run, status, values, error,
-                                                     handle.started_at, now_iso()))
+            await self.webhooks.enqueue(delivery_for(run, status, outcome.state_values,
+                                                     outcome.error, handle.started_at,
+                                                     now_iso()))
         except Exception:
             logger.exception("run %s: queueing its webhook failed", run.run_id)
 
@@ -379,7 +380,7 @@ class RunManager(RunCancels, RunReads):
                 if rolled_back is None:
                     return
                 run_finished("rollback", time.monotonic() - handle.started_ts)
-                await self._webhook(handle, "rollback", rolled_back.values, None)
+                await self._webhook(handle, "rollback", rolled_back)
                 self.bridge.discard(run.run_id)
                 handle.result_body = dumps(rolled_back.values or {})
                 self._handles.pop(run.run_id, None)  # deleted: reads must 404
@@ -412,7 +413,7 @@ class RunManager(RunCancels, RunReads):
                     return
             handle.run = run.replace(status=status, updated_at=now_iso())
             run_finished(str(status), time.monotonic() - handle.started_ts)
-            await self._webhook(handle, str(status), outcome.state_values, outcome.error)
+            await self._webhook(handle, str(status), outcome)
             if run.on_completion == "delete":
                 await self._delete_thread_data(run.thread_id)
         finally:
