@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from runtime.crons.protocol import Advance
 from runtime.crons.schedule import stored
 from runtime.crons.types import CRON_COLS, Cron, CronFire
-from runtime.crons.util import page, select_where
+from runtime.crons.util import CronQueries, select_where, thread_detail
 from runtime.errors import CronNotFound, InvalidRequest, ThreadNotFound
 
 Conn = AsyncConnection[tuple[Any, ...]]
@@ -49,7 +49,7 @@ def _row_args(cron: Cron) -> tuple[Any, ...]:
             cron.on_run_completed, cron.enabled, cron.created_at, cron.updated_at)
 
 
-class PostgresCronStore:
+class PostgresCronStore(CronQueries):
     """CronStore over the PostgreSQL store's pool."""
 
     def __init__(self, pool: AsyncConnectionPool[Conn]) -> None:
@@ -63,7 +63,7 @@ class PostgresCronStore:
                 await conn.execute(_INSERT, args)
         except psycopg.errors.ForeignKeyViolation:
             assert cron.thread_id is not None
-            raise ThreadNotFound(cron.thread_id, _thread_detail(cron.thread_id)) from None
+            raise ThreadNotFound(cron.thread_id, thread_detail(cron.thread_id)) from None
         return cron
 
     async def get_cron(self, cron_id: str) -> Cron:
@@ -98,24 +98,6 @@ class PostgresCronStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute("DELETE FROM crons WHERE cron_id = %s", (cron_id,))
             return cur.rowcount > 0
-
-    async def search_crons(
-        self, *, assistant_id: str | None = None, thread_id: str | None = None,
-        enabled: bool | None = None, metadata: dict[str, Any] | None = None,
-        limit: int = 10, offset: int = 0, sort_by: str = "created_at",
-        sort_order: str = "desc",
-    ) -> tuple[list[Cron], bool]:
-        """Matching crons, sorted and paged; whether more follow."""
-        crons = await self._select(assistant_id, thread_id, enabled)
-        return page(crons, metadata, limit, offset, sort_by, sort_order)
-
-    async def count_crons(
-        self, *, assistant_id: str | None = None, thread_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> int:
-        """How many crons match."""
-        crons = await self._select(assistant_id, thread_id, None)
-        return len(page(crons, metadata, None, 0, "created_at", "asc")[0])
 
     async def _select(self, assistant_id: str | None, thread_id: str | None,
                       enabled: bool | None) -> list[Cron]:
@@ -183,10 +165,6 @@ class PostgresCronStore:
             rows = await cur.fetchall()
         return [CronFire(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
-
-def _thread_detail(thread_id: str) -> str:
-    return (f"Thread with ID '{thread_id}' not found. Please verify the ID is correct and the "
-            "thread hasn't been deleted or expired.")
 
 
 CRON_MIGRATION = """

@@ -20,7 +20,7 @@ import orjson
 from runtime.crons.protocol import Advance
 from runtime.crons.schedule import stored
 from runtime.crons.types import CRON_COLS, Cron, CronFire
-from runtime.crons.util import page, select_where
+from runtime.crons.util import CronQueries, select_where, thread_detail
 from runtime.errors import CronNotFound, ThreadNotFound
 from runtime.sqlite_db import SqliteDb
 
@@ -41,7 +41,7 @@ def _row_args(cron: Cron) -> tuple[Any, ...]:
             int(cron.enabled), cron.created_at, cron.updated_at)
 
 
-class SqliteCronStore:
+class SqliteCronStore(CronQueries):
     """CronStore over a ``SqliteDb`` that holds the store's schema."""
 
     def __init__(self, db: SqliteDb) -> None:
@@ -60,7 +60,7 @@ class SqliteCronStore:
 
         if not await self._db.write(op):
             assert cron.thread_id is not None
-            raise ThreadNotFound(cron.thread_id, _thread_detail(cron.thread_id))
+            raise ThreadNotFound(cron.thread_id, thread_detail(cron.thread_id))
         return cron
 
     async def get_cron(self, cron_id: str) -> Cron:
@@ -96,24 +96,6 @@ class SqliteCronStore:
             return db.execute("DELETE FROM crons WHERE cron_id = ?", (cron_id,)).rowcount > 0
 
         return await self._db.write(op)
-
-    async def search_crons(
-        self, *, assistant_id: str | None = None, thread_id: str | None = None,
-        enabled: bool | None = None, metadata: dict[str, Any] | None = None,
-        limit: int = 10, offset: int = 0, sort_by: str = "created_at",
-        sort_order: str = "desc",
-    ) -> tuple[list[Cron], bool]:
-        """Matching crons, sorted and paged; whether more follow."""
-        crons = await self._select(assistant_id, thread_id, enabled)
-        return page(crons, metadata, limit, offset, sort_by, sort_order)
-
-    async def count_crons(
-        self, *, assistant_id: str | None = None, thread_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> int:
-        """How many crons match."""
-        crons = await self._select(assistant_id, thread_id, None)
-        return len(page(crons, metadata, None, 0, "created_at", "asc")[0])
 
     async def _select(self, assistant_id: str | None, thread_id: str | None,
                       enabled: bool | None) -> list[Cron]:
@@ -182,10 +164,6 @@ class SqliteCronStore:
             (cron_id, limit)).fetchall())
         return [CronFire(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
-
-def _thread_detail(thread_id: str) -> str:
-    return (f"Thread with ID '{thread_id}' not found. Please verify the ID is correct and the "
-            "thread hasn't been deleted or expired.")
 
 
 CRON_SCHEMA = """

@@ -39,3 +39,36 @@ def page(crons: list[Cron], metadata: dict[str, Any] | None, limit: int | None, 
     if limit is None:
         return ordered[offset:], False
     return ordered[offset:offset + limit], len(ordered) > offset + limit
+
+
+def thread_detail(thread_id: str) -> str:
+    """The reference's 404 detail for a cron on a missing thread."""
+    return (f"Thread with ID '{thread_id}' not found. Please verify the ID is correct and the "
+            "thread hasn't been deleted or expired.")
+
+
+class CronQueries:
+    """``search_crons`` and ``count_crons`` of both stores, over the engine's ``_select``
+    (the indexed filters in SQL; metadata, sort and paging in Python)."""
+
+    async def _select(self, assistant_id: str | None, thread_id: str | None,
+                      enabled: bool | None) -> list[Cron]:
+        raise NotImplementedError
+
+    async def search_crons(
+        self, *, assistant_id: str | None = None, thread_id: str | None = None,
+        enabled: bool | None = None, metadata: dict[str, Any] | None = None,
+        limit: int = 10, offset: int = 0, sort_by: str = "created_at",
+        sort_order: str = "desc",
+    ) -> tuple[list[Cron], bool]:
+        """Matching crons, sorted and paged; whether more follow."""
+        crons = await self._select(assistant_id, thread_id, enabled)
+        return page(crons, metadata, limit, offset, sort_by, sort_order)
+
+    async def count_crons(
+        self, *, assistant_id: str | None = None, thread_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """How many crons match."""
+        crons = await self._select(assistant_id, thread_id, None)
+        return len(page(crons, metadata, None, 0, "created_at", "asc")[0])
