@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         except GraphLoadError as exc:
             print(f"gateway: {args.config}: graphs.{graph_id}: {exc}", file=sys.stderr)
             return 2
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except (GraphLoadError, SettingsError) as exc:  # auth.path: a bad Auth object
+        print(f"gateway: {args.config}: auth: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level=args.log_level,
                             timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))

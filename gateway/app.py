@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import openapi
-from gateway.auth import ApiKeyAuth
+from gateway.auth import ApiKeyAuth, CustomAuth, CustomAuthMiddleware
 from gateway.errors import STATUS_BY_ERROR, handle_error
 from gateway.limits import BodyLimit
 from gateway.routes import assistants, crons, runs, store, system, threads, ui
@@ -43,6 +43,8 @@ def create_app(settings: Settings) -> Starlette:
             app.state.runtime = rt
             yield
 
+    auth_path = settings.auth_path()
+    custom_auth = CustomAuth.load(auth_path, settings.base_dir) if auth_path else None
     handlers = {cls: handle_error for cls, _ in STATUS_BY_ERROR}
     handlers[HTTPException] = handle_error
     handlers[Exception] = handle_error
@@ -60,12 +62,14 @@ def create_app(settings: Settings) -> Starlette:
             ),
             # inside CORS, so a browser can read the 401 and 413 of a cross-origin request
             Middleware(ApiKeyAuth, keys=settings.api_keys()),
+            Middleware(CustomAuthMiddleware, custom=custom_auth),
             Middleware(BodyLimit, max_body_bytes=round(settings.max_body_mb * 1024 * 1024)),
         ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.custom_auth = custom_auth
     app.state.webhooks = settings.webhook_config()
     app.state.openapi = openapi.build_openapi(app.routes, "LangGraph run gateway")
     return app

@@ -41,11 +41,24 @@ class InvalidId(Exception):
         super().__init__(f"Invalid {kind} ID: must be a UUID")
 
 
+class AuthRefused(Exception):
+    """An authentication or authorization handler refused the request (gateway/auth/):
+    ``status`` and ``detail`` as the handler gave them (401, 403, or any status it raised;
+    500 for a handler result the gateway cannot enforce), ``headers`` passed through."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
 STATUS_BY_ERROR: list[tuple[type[BaseException], int]] = [
     (InvalidJson, 422),
     (InvalidField, 422),
     (InvalidId, 422),
     (BodyTooLarge, 413),
+    (AuthRefused, 403),
     (rt.NothingToCancel, 404),
     (rt.NotFound, 404),
     (rt.Conflict, 409),
@@ -66,6 +79,8 @@ def status_for(exc: BaseException) -> int | None:
 
 def error_response(exc: BaseException) -> Response | None:
     """The ``{"detail"}`` response of a known error class, or None for an unexpected one."""
+    if isinstance(exc, AuthRefused):
+        return json_response({"detail": exc.detail}, exc.status, headers=exc.headers)
     status = status_for(exc)
     if status is None:
         return None

@@ -91,11 +91,12 @@ class Settings(BaseModel):
     # run webhooks, as langgraph.json's ``webhooks`` and ``http.disable_webhooks``
     webhooks: dict[str, Any] | None = None
     http: dict[str, Any] | None = None
-    auth: dict[str, Any] | None = None  # {api_keys: [...]} (gateway/auth.py)
+    # {api_keys: [...], path: "./auth.py:auth"} (gateway/auth/)
+    auth: dict[str, Any] | None = None
     base_dir: Path = Path(".")
 
     def api_keys(self) -> tuple[str, ...]:
-        """The API keys (gateway/auth.py): ``auth.api_keys`` (``${{ env.NAME }}`` templates
+        """The API keys (gateway/auth/api_keys.py): ``auth.api_keys`` (``${{ env.NAME }}`` templates
         filled) plus ``GATEWAY_API_KEYS`` (comma-separated). Empty: no authentication.
 
         Raises:
@@ -107,6 +108,20 @@ class Settings(BaseModel):
         keys = [_template(str(k), "", "auth.api_keys") for k in listed]
         keys += [k.strip() for k in os.environ.get("GATEWAY_API_KEYS", "").split(",")]
         return tuple(k for k in keys if k)
+
+    def auth_path(self) -> str | None:
+        """``auth.path``: the user's ``langgraph_sdk.Auth`` object (gateway/auth/custom.py),
+        ``"./auth.py:auth"`` relative to the config file's folder or ``"pkg.module:auth"``;
+        None without one. ``disable_studio_auth``, ``openapi`` and ``cache`` are accepted and
+        ignored (this gateway has no Studio bypass to disable).
+
+        Raises:
+            SettingsError: ``path`` is not a string.
+        """
+        path = (self.auth or {}).get("path")
+        if path is not None and not isinstance(path, str):
+            raise SettingsError("auth.path: must be a string like './auth.py:auth'")
+        return path or None
 
     def webhook_config(self) -> WebhookConfig:
         """The resolved webhook settings: ``webhooks.headers`` with ``${{ env.NAME }}``

@@ -88,8 +88,12 @@ def locate_spec(spec: str, base_dir: Path) -> tuple[Path | str, str]:
     return target, attr
 
 
-def _import_attr(spec: str, base_dir: Path) -> Any:
-    """Import ``"./file.py:attr"`` (relative to ``base_dir``) or ``"package.module:attr"``."""
+def import_attr(spec: str, base_dir: Path) -> Any:
+    """Import ``"./file.py:attr"`` (relative to ``base_dir``) or ``"package.module:attr"``.
+
+    Raises:
+        GraphLoadError: see ``locate_spec``, or the attribute is missing.
+    """
     target, attr = locate_spec(spec, base_dir)
     if isinstance(target, Path):
         path = target
@@ -145,7 +149,7 @@ class GraphRegistry:
         self._graphs: dict[str, Pregel[Any, Any, Any, Any]] = {}
         self._assistants: dict[str, Assistant] = {}
         for graph_id, spec in specs.items():
-            graph = _as_pregel(_import_attr(spec, base_dir), spec)
+            graph = _as_pregel(import_attr(spec, base_dir), spec)
             self._graphs[graph_id] = graph.copy(update={"checkpointer": checkpointer,
                                                         "store": store})
             assistant = Assistant(assistant_id_for(graph_id), graph_id)

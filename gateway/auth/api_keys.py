@@ -12,8 +12,9 @@ preflights (``OPTIONS``). Keys come from ``config.yaml`` / ``langgraph.json``
 (``auth.api_keys``; an entry may be a ``${{ env.NAME }}`` template) and from the environment
 variable ``GATEWAY_API_KEYS`` (comma-separated), which is added to them.
 
-Not yet (issue 13 continues): per-user identities and authorization (``langgraph_sdk.Auth``
-handlers); every key here is the same, all-powerful user.
+Every key here is the same, all-powerful user; per-user identities and authorization come
+from a ``langgraph_sdk.Auth`` object (gateway/auth/custom.py), which can sit beside the keys:
+the key is checked first, then the handler.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.responses import json_response
 
 PUBLIC_PATHS = frozenset({"/ok", "/info", "/metrics", "/openapi.json", "/docs"})
+
+
+def is_public(scope: Scope) -> bool:
+    """True for the requests no authentication guards (module docstring)."""
+    path = scope["path"]
+    return (scope["method"] == "OPTIONS" or path in PUBLIC_PATHS or path == "/ui"
+            or path.startswith("/ui/"))
 
 
 def _bearer(value: str) -> str:
@@ -47,9 +55,7 @@ class ApiKeyAuth:
         return ok and bool(given)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (not self.keys or scope["type"] != "http" or scope["method"] == "OPTIONS"
-                or scope["path"] in PUBLIC_PATHS or scope["path"] == "/ui"
-                or scope["path"].startswith("/ui/")):
+        if not self.keys or scope["type"] != "http" or is_public(scope):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
