@@ -25,6 +25,11 @@ class RunSpec:
         checkpoint: ``{"checkpoint_id", "checkpoint_ns"?}`` to start from, or None.
         after_seconds: delay before the run may start, in seconds.
         on_completion: ``keep``/``delete``; None means ``delete`` for stateless, ``keep`` else.
+        auth: the authenticated user's keys for ``config.configurable``
+            (``AUTH_CONFIGURABLE``), set by the gateway from the authentication handler's
+            result, never from the request body; None without authentication.
+        thread_metadata: metadata of a thread this run creates (stateless, or
+            ``if_not_exists="create"``), e.g. the owner an authorization handler stamped.
     """
 
     assistant_id: str
@@ -46,6 +51,8 @@ class RunSpec:
     on_completion: str | None = None
     durability: str | None = None
     webhook: str | None = None
+    auth: dict[str, Any] | None = None
+    thread_metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,12 @@ class RunLimits:
     shutdown_timeout_s: float = 10.0
 
 
-SYSTEM_CONFIGURABLE = frozenset({"cron_id"})
+AUTH_CONFIGURABLE = frozenset({"langgraph_auth_user", "langgraph_auth_user_id",
+                               "langgraph_auth_permissions"})
+"""``configurable`` keys that carry the authenticated user (LangGraph Platform names). Only the
+gateway sets them: copies in a request's ``config.configurable`` or ``context`` are dropped."""
+
+SYSTEM_CONFIGURABLE = frozenset({"cron_id"}) | AUTH_CONFIGURABLE
 """``configurable`` keys the gateway itself sets (a cron's fires carry ``cron_id``)."""
 
 
@@ -96,7 +108,12 @@ def build_run(spec: RunSpec, assistant_id: str, graph_id: str) -> Run:
     thread_id = spec.thread_id or uuid7()
     now = now_iso()
     config = {**spec.config}
-    configurable = {**(config.get("configurable") or {}), **spec.context}
+    context = {k: v for k, v in spec.context.items() if k not in AUTH_CONFIGURABLE}
+    configurable = {k: v for k, v in {**(config.get("configurable") or {}), **context}.items()
+                    if k not in AUTH_CONFIGURABLE}
+    if spec.auth:
+        configurable.update(spec.auth)
+        configurable.setdefault("user_id", spec.auth.get("langgraph_auth_user_id", ""))
     configurable.update(run_id=run_id, thread_id=thread_id, graph_id=graph_id,
                         assistant_id=assistant_id)
     config["configurable"] = configurable
@@ -104,7 +121,7 @@ def build_run(spec: RunSpec, assistant_id: str, graph_id: str) -> Run:
         "input": spec.input,
         "command": spec.command,
         "config": config,
-        "context": spec.context,
+        "context": context,
         "stream_mode": list(spec.stream_mode),
         "interrupt_before": spec.interrupt_before,
         "interrupt_after": spec.interrupt_after,

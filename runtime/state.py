@@ -297,8 +297,9 @@ class ThreadState:
             thread_id, to_jsonable(snapshot.values), to_jsonable(interrupts), status
         )
 
-    async def copy(self, thread_id: str) -> Thread:
-        """A new thread with the same metadata and checkpoints (``POST /threads/{id}/copy``).
+    async def copy(self, thread_id: str, metadata: dict[str, Any] | None = None) -> Thread:
+        """A new thread with the same metadata (or ``metadata`` when given: the copier's
+        owner stamps) and checkpoints (``POST /threads/{id}/copy``).
 
         All or nothing: the source's state is read before anything is created (the copy's
         state is the same), and a failure (or cancellation) after the new thread exists
@@ -311,7 +312,7 @@ class ThreadState:
         graph = self._graph(source)
         snapshot = None if graph is None else await self._snapshot(graph, thread_id, None)
         new_id = uuid7()
-        await self._store.create_thread(new_id, source.metadata)
+        await self._store.create_thread(new_id, source.metadata if metadata is None else metadata)
         try:
             await copy_thread(self._checkpointer, thread_id, new_id)
             if snapshot is not None:

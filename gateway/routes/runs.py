@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from gateway.auth import auth_configured, authorize
+from gateway.auth.guards import guard_run_create, guard_thread
 from gateway.errors import InvalidField
 from gateway.responses import json_response, raw_json_response
 from gateway.routes.common import check_webhook, path_uuid, query_flag, runtime_of
@@ -31,7 +33,7 @@ from gateway.schemas import (
 from gateway.sse import encode_plain, frames, parse_stream_modes, sse_response
 from gateway.wait import WaitResponse, interrupt_run
 from runtime.bridge.protocol import FROM_START, LIVE, parse_last_event_id
-from runtime.errors import RunNotFound, Unavailable
+from runtime.errors import NothingToCancel, RunNotFound, ThreadNotFound, Unavailable
 from runtime.runs import RunManager
 from runtime.serialization import dumps
 from runtime.types import CancelAction, Run
@@ -51,8 +53,61 @@ async def _create(request: Request, stateless: bool) -> tuple[Run, RunCreate]:
     thread_id = None if stateless else path_uuid(request, "thread_id", "thread")
     body = await parse_body(request, RunCreate)
     await check_webhook(request, body.webhook)
-    run = await runtime_of(request).manager.create(body.to_spec(thread_id))
+    spec = await guard_run_create(request, body.to_spec(thread_id))
+    run = await runtime_of(request).manager.create(spec)
     return run, body
+
+
+def _no_run(thread_id: str) -> Exception:
+    """What the run endpoints answer for a run of a missing (or hidden) thread."""
+    return RunNotFound(thread_id)
+
+
+def _nothing_to_cancel(thread_id: str) -> Exception:
+    return NothingToCancel()
+
+
+async def guard_stateless_run(request: Request, run: Run) -> None:
+    """``threads.read`` for ``GET /runs/{r}/stream``: the run's thread (its metadata, or the
+    run's own while the temporary thread is gone) must pass the filter, else RunNotFound."""
+    found = await authorize(request, "threads", "read",
+                            {"thread_id": run.thread_id, "run_id": run.run_id})
+    if found is None:
+        return
+    try:
+        metadata = (await runtime_of(request).store.get_thread(run.thread_id)).metadata
+    except ThreadNotFound:
+        metadata = run.metadata
+    if not found.matches(metadata):
+        raise RunNotFound(run.run_id)
+
+
+async def visible_for_cancel(request: Request, run_ids: list[str] | None,
+                             thread_id: str | None, action: str) -> tuple[list[str] | None, bool]:
+    """``POST /runs/cancel`` under authorization: ``threads.update`` on every thread named
+    or owning a named run. Returns ``(the run ids the caller may cancel, whether the named
+    thread is visible)``; hidden runs are left out as if missing."""
+    thread_ok = True
+    if thread_id is not None:
+        try:
+            await guard_thread(request, "update", {"thread_id": thread_id, "action": action})
+        except ThreadNotFound:
+            thread_ok = False
+    if not run_ids:
+        return run_ids, thread_ok
+    store = runtime_of(request).store
+    visible = []
+    for run_id in run_ids:
+        run = await store.get_run(run_id)
+        if run is None:
+            continue
+        try:
+            await guard_thread(request, "update", {"thread_id": run.thread_id,
+                                                   "run_id": run_id, "action": action})
+        except ThreadNotFound:
+            continue
+        visible.append(run_id)
+    return visible, thread_ok
 
 
 def _canceller(manager: RunManager, run: Run) -> Callable[[], Awaitable[None]]:
@@ -135,6 +190,7 @@ async def list_runs(request: Request) -> Response:
     thread_id = path_uuid(request, "thread_id", "thread")
     q = validate(RunListQuery, dict(request.query_params))
     rt = runtime_of(request)
+    await guard_thread(request, "read", {"thread_id": thread_id})
     await rt.store.get_thread(thread_id)
     runs = await rt.store.list_runs(thread_id, status=q.status, limit=q.limit, offset=q.offset)
     return json_response([(await rt.manager.get(thread_id, r.run_id)).to_api()
@@ -145,6 +201,7 @@ async def get_run(request: Request) -> Response:
     """``GET /threads/{t}/runs/{r}`` -> Run; 404 ``Not Found``."""
     thread_id = path_uuid(request, "thread_id", "thread")
     run_id = path_uuid(request, "run_id", "run")
+    await guard_thread(request, "read", {"thread_id": thread_id, "run_id": run_id}, _no_run)
     return json_response((await runtime_of(request).manager.get(thread_id, run_id)).to_api())
 
 
@@ -152,6 +209,7 @@ async def delete_run(request: Request) -> Response:
     """``DELETE /threads/{t}/runs/{r}`` -> 204; 404 ``Run not found``."""
     thread_id = path_uuid(request, "thread_id", "thread")
     run_id = path_uuid(request, "run_id", "run")
+    await guard_thread(request, "delete", {"thread_id": thread_id, "run_id": run_id}, _no_run)
     await runtime_of(request).manager.delete(thread_id, run_id)
     return Response(status_code=204)
 
@@ -165,6 +223,8 @@ async def join(request: Request) -> Response:
     run_id = path_uuid(request, "run_id", "run")
     rt = runtime_of(request)
     try:
+        await guard_thread(request, "read", {"thread_id": thread_id, "run_id": run_id},
+                           _no_run)
         run = await rt.manager.get(thread_id, run_id)
     except RunNotFound:
         return raw_json_response(dumps({"__error__": {"error": "HTTPException",
@@ -193,9 +253,13 @@ async def join_stream(request: Request) -> Response:
     modes = parse_stream_modes(request.query_params.getlist("stream_mode"))
     try:
         if "thread_id" in request.path_params:
-            run = await rt.manager.get(path_uuid(request, "thread_id", "thread"), run_id)
+            thread_id = path_uuid(request, "thread_id", "thread")
+            await guard_thread(request, "read", {"thread_id": thread_id, "run_id": run_id},
+                               _no_run)
+            run = await rt.manager.get(thread_id, run_id)
         else:
             run = await rt.manager.find(run_id)
+            await guard_stateless_run(request, run)
     except RunNotFound:
         async def missing() -> AsyncIterator[bytes]:
             yield encode_plain("error", {"error": "HTTPException",
@@ -222,6 +286,8 @@ async def cancel(request: Request) -> Response:
     thread_id = path_uuid(request, "thread_id", "thread")
     run_id = path_uuid(request, "run_id", "run")
     q = validate(CancelQuery, dict(request.query_params))
+    await guard_thread(request, "update", {"thread_id": thread_id, "run_id": run_id,
+                                           "action": q.action}, _nothing_to_cancel)
     body = await runtime_of(request).manager.cancel(thread_id, run_id, CancelAction(q.action),
                                                     wait=q.wait)
     if q.wait:
@@ -235,8 +301,14 @@ async def cancel_many(request: Request) -> Response:
     if not body.run_ids and not body.thread_id:
         raise InvalidField("run_ids or thread_id is required")
     q = validate(CancelQuery, dict(request.query_params))
+    run_ids = body.run_ids
+    if auth_configured(request):
+        run_ids, thread_ok = await visible_for_cancel(request, body.run_ids, body.thread_id,
+                                                      q.action)
+        if not thread_ok or (body.run_ids and not run_ids):
+            raise NothingToCancel()
     await runtime_of(request).manager.cancel_many(
-        CancelAction(q.action), run_ids=body.run_ids, thread_id=body.thread_id,
+        CancelAction(q.action), run_ids=run_ids, thread_id=body.thread_id,
         status=body.status,
     )
     return Response(status_code=204)

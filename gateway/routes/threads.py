@@ -8,11 +8,14 @@ Follows the Platform endpoints ``/threads``, ``/threads/{id}``, ``/threads/searc
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.auth import auth_configured, authorize
+from gateway.auth.guards import check_existing_is_visible, create_thread_metadata, guard_thread
 from gateway.errors import InvalidField
 from gateway.responses import json_response
 from gateway.routes.common import path_uuid, query_flag, runtime_of
@@ -36,15 +39,19 @@ from runtime.types import StreamGap
 async def create(request: Request) -> Response:
     """``POST /threads`` -> 200 Thread; 409 if it exists and ``if_exists`` is ``raise``."""
     body = await parse_body(request, ThreadCreate, optional=True)
+    metadata, found = await create_thread_metadata(request, body.thread_id, body.metadata,
+                                                   body.if_exists)
     thread_id = body.thread_id or uuid7()  # canonical already (schemas.CanonicalUuid)
-    thread = await runtime_of(request).store.create_thread(thread_id, body.metadata,
-                                                           body.if_exists)
+    thread = await runtime_of(request).store.create_thread(thread_id, metadata, body.if_exists)
+    if body.if_exists == "do_nothing" and auth_configured(request):
+        await check_existing_is_visible(request, thread, found)
     return json_response(thread.to_api())
 
 
 async def get(request: Request) -> Response:
     """``GET /threads/{id}``."""
     thread_id = path_uuid(request, "thread_id", "thread")
+    await guard_thread(request, "read", {"thread_id": thread_id})
     return json_response((await runtime_of(request).store.get_thread(thread_id)).to_api())
 
 
@@ -52,13 +59,16 @@ async def patch(request: Request) -> Response:
     """``PATCH /threads/{id}``: shallow-merge ``metadata``."""
     thread_id = path_uuid(request, "thread_id", "thread")
     body = await parse_body(request, ThreadPatch, optional=True)
-    thread = await runtime_of(request).store.patch_thread_metadata(thread_id, body.metadata)
+    value: dict[str, Any] = {"thread_id": thread_id, "metadata": dict(body.metadata)}
+    await guard_thread(request, "update", value)
+    thread = await runtime_of(request).store.patch_thread_metadata(thread_id, value["metadata"])
     return json_response(thread.to_api())
 
 
 async def delete(request: Request) -> Response:
     """``DELETE /threads/{id}`` -> 204; cancels its active runs, drops its checkpoints."""
     thread_id = path_uuid(request, "thread_id", "thread")
+    await guard_thread(request, "delete", {"thread_id": thread_id})
     await runtime_of(request).manager.delete_thread(thread_id)
     return Response(status_code=204)
 
@@ -66,9 +76,12 @@ async def delete(request: Request) -> Response:
 async def search(request: Request) -> Response:
     """``POST /threads/search`` with ``X-Pagination-Total`` (and ``-Next`` when more exist)."""
     q = await parse_body(request, ThreadSearch, optional=True)
+    found = await authorize(request, "threads", "search", {
+        "metadata": q.metadata, "values": q.values, "status": q.status, "limit": q.limit,
+        "offset": q.offset, "ids": q.ids, "thread_id": None})
     threads, more = await runtime_of(request).store.search_threads(
         ids=q.ids, metadata=q.metadata, values=q.values, status=q.status, limit=q.limit,
-        offset=q.offset, sort_by=q.sort_by, sort_order=q.sort_order,
+        offset=q.offset, sort_by=q.sort_by, sort_order=q.sort_order, auth=found,
     )
     headers = {"X-Pagination-Total": str(q.offset + len(threads))}
     if more:  # the reference's convention: Total = Next + 1 when more rows exist
@@ -80,20 +93,28 @@ async def search(request: Request) -> Response:
 async def count(request: Request) -> Response:
     """``POST /threads/count`` -> a bare integer."""
     q = await parse_body(request, ThreadCount, optional=True)
+    found = await authorize(request, "threads", "search", {
+        "metadata": q.metadata, "values": q.values, "status": q.status})
     n = await runtime_of(request).store.count_threads(metadata=q.metadata, values=q.values,
-                                                      status=q.status)
+                                                      status=q.status, auth=found)
     return json_response(n)
 
 
 async def copy(request: Request) -> Response:
     """``POST /threads/{id}/copy`` -> the new Thread with the same state."""
     thread_id = path_uuid(request, "thread_id", "thread")
-    return json_response((await runtime_of(request).state.copy(thread_id)).to_api())
+    await guard_thread(request, "read", {"thread_id": thread_id})
+    metadata = None
+    if auth_configured(request):
+        source = await runtime_of(request).store.get_thread(thread_id)
+        metadata, _ = await create_thread_metadata(request, None, source.metadata, "raise")
+    return json_response((await runtime_of(request).state.copy(thread_id, metadata)).to_api())
 
 
 async def get_state(request: Request) -> Response:
     """``GET /threads/{id}/state[/{checkpoint_id}]`` -> ThreadState."""
     thread_id = path_uuid(request, "thread_id", "thread")
+    await guard_thread(request, "read", {"thread_id": thread_id})
     checkpoint_id = request.path_params.get("checkpoint_id")
     checkpoint = {"checkpoint_id": checkpoint_id} if checkpoint_id else None
     state = await runtime_of(request).state.get(thread_id, checkpoint,
@@ -105,6 +126,7 @@ async def post_state_checkpoint(request: Request) -> Response:
     """``POST /threads/{id}/state/checkpoint`` ``{checkpoint: {checkpoint_id}}``."""
     thread_id = path_uuid(request, "thread_id", "thread")
     body = await parse_body(request, StateAtCheckpoint)
+    await guard_thread(request, "read", {"thread_id": thread_id})
     state = await runtime_of(request).state.get(thread_id, body.checkpoint.model_dump(),
                                                 subgraphs=body.subgraphs)
     return json_response(state)
@@ -114,6 +136,7 @@ async def update_state(request: Request) -> Response:
     """``POST /threads/{id}/state`` ``{values, as_node?, checkpoint?}``."""
     thread_id = path_uuid(request, "thread_id", "thread")
     body = await parse_body(request, StateUpdate)
+    await guard_thread(request, "update", {"thread_id": thread_id})
     checkpoint = body.checkpoint.model_dump() if body.checkpoint else None
     if body.checkpoint_id:
         checkpoint = {"checkpoint_id": body.checkpoint_id}
@@ -129,6 +152,7 @@ async def history(request: Request) -> Response:
         q = validate(HistoryRequest, dict(request.query_params))
     else:
         q = await parse_body(request, HistoryRequest, optional=True)
+    await guard_thread(request, "read", {"thread_id": thread_id})
     states = await runtime_of(request).state.history(
         thread_id, limit=q.limit, before=q.before, metadata=q.metadata,
         checkpoint=q.checkpoint.model_dump() if q.checkpoint else None,
@@ -182,6 +206,7 @@ async def join_thread_stream(request: Request) -> Response:
     except ValueError:
         raise InvalidField("Invalid last-event-id: must be '-1' or '<ms>-<seq>'") from None
     rt = runtime_of(request)
+    await guard_thread(request, "read", {"thread_id": thread_id})
     await rt.store.get_thread(thread_id)
 
     events = rt.manager.bridge.subscribe_thread(thread_id, cursor)  # before headers go out

@@ -293,7 +293,8 @@ class ClusterRunManager(LeaseKeeping, RunManager):
                 active, token = await self.claims.admit_run_leased(
                     run,
                     create_thread=spec.thread_id is None or spec.if_not_exists == "create",
-                    thread_metadata={"graph_id": run.graph_id} if spec.thread_id else {},
+                    thread_metadata={**({"graph_id": run.graph_id} if spec.thread_id else {}),
+                                     **spec.thread_metadata},
                     require_interrupted=bool(spec.command and "resume" in spec.command),
                     owner=self.owner if start else None, lease_s=self.lease_s,
                 )

@@ -249,7 +249,8 @@ class RunManager(RunCancels, RunReads):
                 active = await self.store.admit_run(
                     run,
                     create_thread=spec.thread_id is None or spec.if_not_exists == "create",
-                    thread_metadata={"graph_id": run.graph_id} if spec.thread_id else {},
+                    thread_metadata={**({"graph_id": run.graph_id} if spec.thread_id else {}),
+                                     **spec.thread_metadata},
                     require_interrupted=bool(spec.command and "resume" in spec.command),
                     start_if_idle=start,
                 )

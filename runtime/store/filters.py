@@ -18,11 +18,14 @@ NaN and infinities, and every finite double binds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from runtime.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from runtime.auth_filter import AuthFilter
 
 MAX_FILTER_KEYS = 100
 """Most keys in one ``metadata``/``values`` filter."""
@@ -61,9 +64,11 @@ def check_filter(name: str, filters: dict[str, Any] | None) -> None:
 
 def thread_filters(
     ids: list[str] | None, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
-    status: str | None,
+    status: str | None, auth: AuthFilter | None = None,
 ) -> tuple[str, list[Any]]:
-    """``(" WHERE ...", args)`` for the filters of ``POST /threads/search`` and ``/count``.
+    """``(" WHERE ...", args)`` for the filters of ``POST /threads/search`` and ``/count``;
+    ``auth`` (an authorization handler's filter) is ANDed in: ``(alt1) OR (alt2) ...`` over
+    ``metadata``, each alternative a containment as the ``metadata`` filter.
 
     Raises:
         InvalidRequest: a filter out of bounds (``check_filter``).
@@ -72,6 +77,8 @@ def thread_filters(
     check_filter("values", values)
     clauses: list[str] = []
     args: list[Any] = []
+    if auth is not None:
+        clauses.append(auth_clause(auth, args))
     if ids:
         clauses.append(f"thread_id IN ({', '.join('?' * len(ids))})")
         args.extend(ids)
@@ -94,6 +101,21 @@ def thread_filters(
         clauses.extend(sql)
         args.extend(more)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def auth_clause(auth: AuthFilter, args: list[Any], column: str = "metadata") -> str:
+    """The SQL condition (SQLite) for an authorization filter on the JSON ``column``; its
+    parameters are appended to ``args``. No alternatives: ``0`` (nothing is visible)."""
+    if not auth.alternatives:
+        return "0"
+    parts = []
+    for alternative in auth.alternatives:
+        if not alternative:
+            return "1"
+        sql, more = json_filters(column, alternative)
+        parts.append("(" + " AND ".join(sql) + ")")
+        args.extend(more)
+    return "(" + " OR ".join(parts) + ")"
 
 
 def _typed_atom(value: Any) -> str:

@@ -53,6 +53,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from runtime.auth_filter import AuthFilter
 from runtime.crons.postgres import PostgresCronStore
 from runtime.errors import ThreadExists, ThreadNotFound
 from runtime.ids import now_iso
@@ -232,7 +233,7 @@ class PostgresStore(PostgresClaims):
         self, *, ids: list[str] | None = None, metadata: dict[str, Any] | None = None,
         values: dict[str, Any] | None = None, status: str | None = None,
         limit: int = 10, offset: int = 0, sort_by: str | None = None,
-        sort_order: str | None = None,
+        sort_order: str | None = None, auth: AuthFilter | None = None,
     ) -> tuple[list[Thread], bool]:
         """Threads matching every filter (``POST /threads/search``): ``metadata``/``values``
         by jsonb containment (``@>``, the reference's semantics).
@@ -244,7 +245,7 @@ class PostgresStore(PostgresClaims):
             InvalidRequest: a filter out of bounds (``store.filters.check_filter``: the same
                 422s as the SQLite store).
         """
-        where, args = thread_filters(ids, metadata, values, status)
+        where, args = thread_filters(ids, metadata, values, status, auth)
         order = thread_order(sort_by, sort_order).replace("rowid", "seq")
         rows = await self._fetchall(
             f"SELECT {THREAD_COLS} FROM threads{where} ORDER BY {order} LIMIT %s OFFSET %s",
@@ -254,11 +255,11 @@ class PostgresStore(PostgresClaims):
 
     async def count_threads(
         self, *, metadata: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
-        status: str | None = None,
+        status: str | None = None, auth: AuthFilter | None = None,
     ) -> int:
         """How many threads match (``POST /threads/count``). Raises InvalidRequest as
         ``search_threads``."""
-        where, args = thread_filters(None, metadata, values, status)
+        where, args = thread_filters(None, metadata, values, status, auth)
         rows = await self._fetchall(f"SELECT count(*) FROM threads{where}", args)
         return int(rows[0][0])
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
+
+if TYPE_CHECKING:
+    from runtime.auth_filter import AuthFilter
 
 from runtime.errors import BadRequest, InvalidRequest, ThreadBusy, ThreadNotFound
 from runtime.store import rows
@@ -106,9 +109,10 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 def thread_filters(
     ids: list[str] | None, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
-    status: str | None,
+    status: str | None, auth: AuthFilter | None = None,
 ) -> tuple[str, list[Any]]:
-    """``(" WHERE ...", args)`` for ``POST /threads/search`` and ``/count``: jsonb ``@>``.
+    """``(" WHERE ...", args)`` for ``POST /threads/search`` and ``/count``: jsonb ``@>``;
+    ``auth`` (an authorization handler's filter) is ANDed in (``auth_clause``).
 
     An empty filter matches every thread (also those without ``values``), as in SQLite. A
     filter holding U+0000 matches nothing: jsonb cannot hold that character.
@@ -120,6 +124,8 @@ def thread_filters(
     check_filter("values", values)
     clauses: list[str] = []
     args: list[Any] = []
+    if auth is not None:
+        clauses.append(auth_clause(auth, args))
     if ids:
         clauses.append("thread_id = ANY(%s::text[])")
         args.append(list(ids))
@@ -136,6 +142,20 @@ def thread_filters(
         clauses.append(f"{column} @> %s::jsonb")
         args.append(text.decode())
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def auth_clause(auth: AuthFilter, args: list[Any], column: str = "metadata") -> str:
+    """The SQL condition (PostgreSQL) for an authorization filter on the jsonb ``column``:
+    ``(column @> alt1 OR column @> alt2 ...)``; parameters appended to ``args``. No
+    alternatives: ``false``."""
+    parts = []
+    for alternative in auth.alternatives:
+        text = orjson.dumps(alternative)
+        if b"\\u0000" in text:
+            continue  # jsonb holds no U+0000: this alternative matches nothing
+        parts.append(f"{column} @> %s::jsonb")
+        args.append(text.decode())
+    return "(" + " OR ".join(parts) + ")" if parts else "false"
 
 
 def admission_error(exc: psycopg.Error, thread_id: str) -> Exception:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from runtime.auth_filter import AuthFilter
 from runtime.crons.protocol import CronStore
 from runtime.types import CancelAction, Run, RunStatus, Thread, ThreadOutcome, ThreadStatus
 from runtime.webhooks.outbox import WebhookOutbox
@@ -54,15 +55,17 @@ class ThreadStore(Protocol):
         self, *, ids: list[str] | None = None, metadata: dict[str, Any] | None = None,
         values: dict[str, Any] | None = None, status: str | None = None,
         limit: int = 10, offset: int = 0, sort_by: str | None = None,
-        sort_order: str | None = None,
+        sort_order: str | None = None, auth: AuthFilter | None = None,
     ) -> tuple[list[Thread], bool]:
-        """Threads matching every filter, and whether more follow. Raises InvalidRequest."""
+        """Threads matching every filter, and whether more follow; ``auth`` is an
+        authorization handler's filter on ``metadata`` (runtime/auth_filter.py), enforced in
+        the query. Raises InvalidRequest."""
 
     async def count_threads(
         self, *, metadata: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
-        status: str | None = None,
+        status: str | None = None, auth: AuthFilter | None = None,
     ) -> int:
-        """How many threads match. Raises InvalidRequest."""
+        """How many threads match (``auth`` as ``search_threads``). Raises InvalidRequest."""
 
 
 class RunStore(Protocol):

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from runtime.auth_filter import AuthFilter
 from runtime.crons.sqlite import CRON_SCHEMA, SqliteCronStore
 from runtime.errors import BadRequest, ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.ids import now_iso
@@ -168,7 +169,7 @@ class SqliteStore:
         self, *, ids: list[str] | None = None, metadata: dict[str, Any] | None = None,
         values: dict[str, Any] | None = None, status: str | None = None,
         limit: int = 10, offset: int = 0, sort_by: str | None = None,
-        sort_order: str | None = None,
+        sort_order: str | None = None, auth: AuthFilter | None = None,
     ) -> tuple[list[Thread], bool]:
         """Threads matching every filter (``POST /threads/search``). Scalar metadata filters
         are index lookups in ``thread_meta``.
@@ -180,7 +181,7 @@ class SqliteStore:
             InvalidRequest: a filter with too many keys or an integer SQLite cannot bind
                 (``store_filters.check_filter``).
         """
-        where, args = thread_filters(ids, metadata, values, status)
+        where, args = thread_filters(ids, metadata, values, status, auth)
         sql = (f"SELECT {THREAD_COLS} FROM threads{where} "
                f"ORDER BY {thread_order(sort_by, sort_order)} LIMIT ? OFFSET ?")
         rows = await self._db.read(lambda db: db.execute(sql, [*args, limit + 1, offset])
@@ -189,11 +190,11 @@ class SqliteStore:
 
     async def count_threads(
         self, *, metadata: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
-        status: str | None = None,
+        status: str | None = None, auth: AuthFilter | None = None,
     ) -> int:
         """How many threads match (``POST /threads/count``). Raises InvalidRequest as
         ``search_threads``."""
-        where, args = thread_filters(None, metadata, values, status)
+        where, args = thread_filters(None, metadata, values, status, auth)
         row = await self._db.read(
             lambda db: db.execute(f"SELECT COUNT(*) FROM threads{where}", args).fetchone())
         return int(row[0])
