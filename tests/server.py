@@ -34,6 +34,7 @@ TEST_GRAPHS = {
     "approval_agent": str(ROOT / "examples/approval_agent.py") + ":graph",
     "report_agent": str(ROOT / "examples/report_agent.py") + ":graph",
     "store_graph": str(ROOT / "tests/graphs/store_graph.py") + ":graph",
+    "whoami": str(ROOT / "tests/graphs/whoami.py") + ":graph",
 }
 
 
