@@ -8,11 +8,13 @@ reference keeps them) and replayed on every fire.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field, StrictBool, StrictStr, ValidationError
 
 from gateway.schemas import CanonicalUuid, RunCreate, _field_error, _Model
+from runtime.crons.types import AUTH_PAYLOAD_KEY
 from runtime.spec import RunSpec, check_context
 
 CronSortBy = Literal["cron_id", "assistant_id", "thread_id", "next_run_date", "end_time",
@@ -88,5 +90,12 @@ def validate_run_fields(payload: dict[str, Any], thread_id: str | None) -> RunSp
 
 
 def cron_run_spec(payload: dict[str, Any], thread_id: str | None) -> RunSpec:
-    """The run one fire of a cron creates (``runtime.crons.scheduler.ToSpec``)."""
-    return validate_run_fields(payload, thread_id)
+    """The run one fire of a cron creates (``runtime.crons.scheduler.ToSpec``), as its
+    creator: the authenticated user and the stamps of a thread it creates come from the
+    payload's ``AUTH_PAYLOAD_KEY``, set by the gateway at creation."""
+    spec = validate_run_fields(payload, thread_id)
+    saved = payload.get(AUTH_PAYLOAD_KEY)
+    if isinstance(saved, dict):
+        spec = replace(spec, auth=saved.get("auth") or None,
+                       thread_metadata=dict(saved.get("thread_metadata") or {}))
+    return spec

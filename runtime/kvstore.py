@@ -36,6 +36,7 @@ from langgraph.store.memory import InMemoryStore
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from runtime.auth_filter import AuthFilter
 from runtime.errors import BadRequest
 from runtime.pg_session import configure_session
 
@@ -151,8 +152,11 @@ class ItemStore:
 
     async def search(self, prefix: tuple[str, ...], *, filter: dict[str, Any] | None,
                      limit: int, offset: int, query: str | None,
-                     refresh_ttl: bool | None) -> list[dict[str, Any]]:
-        """Items under ``prefix`` matching ``filter`` (``$eq $ne $gt $gte $lt $lte``).
+                     refresh_ttl: bool | None,
+                     auth: AuthFilter | None = None) -> list[dict[str, Any]]:
+        """Items under ``prefix`` matching ``filter`` (``$eq $ne $gt $gte $lt $lte``) and,
+        when given, an authorization handler's filter on the item's value (``auth``: the
+        store's results are scanned in order, at most ``MAX_AUTH_SCAN`` items).
 
         Raises:
             BadRequest: an operator the store does not support.
@@ -162,15 +166,56 @@ class ItemStore:
                 for op in value:
                     if op not in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte"):
                         raise BadRequest(f"Unsupported operator: {op}")
+        if auth is not None:
+            matched = [i async for i in self._scan(prefix, filter, query, auth)]
+            return [item_to_api(i) for i in matched[offset:offset + limit]]
         items = await self.store.asearch(prefix, filter=filter, limit=limit, offset=offset,
                                          query=query, refresh_ttl=refresh_ttl)
         return [item_to_api(i) for i in items]
 
+    async def _scan(self, prefix: tuple[str, ...], filter: dict[str, Any] | None,
+                    query: str | None, auth: AuthFilter) -> AsyncIterator[Item]:
+        """Items under ``prefix`` whose value passes ``auth``, in the store's order."""
+        seen = 0
+        while seen < MAX_AUTH_SCAN:
+            batch = await self.store.asearch(prefix, filter=filter, query=query,
+                                             limit=SCAN_BATCH, offset=seen)
+            for item in batch:
+                if auth.matches(item.value):
+                    yield item
+            seen += len(batch)
+            if len(batch) < SCAN_BATCH:
+                return
+
     async def namespaces(self, *, prefix: tuple[str, ...] | None,
                          suffix: tuple[str, ...] | None, max_depth: int | None, limit: int,
-                         offset: int) -> list[list[str]]:
-        """The namespaces matching ``prefix``/``suffix`` (``*`` matches one label), sorted."""
+                         offset: int, auth: AuthFilter | None = None) -> list[list[str]]:
+        """The namespaces matching ``prefix``/``suffix`` (``*`` matches one label), sorted;
+        with ``auth``, only namespaces holding an item whose value passes it."""
+        if auth is not None:
+            names = sorted({_cut(i.namespace, max_depth) async for i in
+                            self._scan(prefix or (), None, None, auth)
+                            if _ends_with(i.namespace, suffix)})
+            return [list(ns) for ns in names[offset:offset + limit]]
         found = await self.store.alist_namespaces(prefix=prefix, suffix=suffix,
                                                   max_depth=max_depth, limit=limit,
                                                   offset=offset)
         return [list(ns) for ns in found]
+
+
+MAX_AUTH_SCAN = 50_000
+"""Most items a search or namespace listing under an authorization filter looks at."""
+SCAN_BATCH = 500
+
+
+def _ends_with(namespace: tuple[str, ...], suffix: tuple[str, ...] | None) -> bool:
+    if not suffix:
+        return True
+    if len(suffix) > len(namespace):
+        return False
+    tail = namespace[len(namespace) - len(suffix):]
+    return all(want in ("*", got) for want, got in zip(suffix, tail, strict=True))
+
+
+def _cut(namespace: tuple[str, ...], max_depth: int | None) -> tuple[str, ...]:
+    return namespace if max_depth is None else namespace[:max_depth]

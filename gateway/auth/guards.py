@@ -115,7 +115,9 @@ def _missing_for_run(thread_id: str) -> Exception:
     return ThreadNotFound(thread_id, "Thread or assistant not found.")
 
 
-async def guard_run_create(request: Request, spec: RunSpec) -> RunSpec:
+async def guard_run_create(
+    request: Request, spec: RunSpec, missing: Callable[[str], Exception] | None = None,
+) -> RunSpec:
     """``threads.create_run`` for a run-creating request, and what follows from it.
 
     The handler sees the reference's value (``thread_id`` None for a stateless run); its
@@ -153,7 +155,7 @@ async def guard_run_create(request: Request, spec: RunSpec) -> RunSpec:
         except ThreadNotFound:
             pass
         if exists and found is not None and not found.matches(thread.metadata):
-            raise _missing_for_run(spec.thread_id)
+            raise (missing or _missing_for_run)(spec.thread_id)
     thread_metadata: dict[str, Any] = {}
     if not exists and (spec.thread_id is None or spec.if_not_exists == "create"):
         thread_metadata, _ = await create_thread_metadata(request, spec.thread_id,

@@ -201,7 +201,8 @@ async def get_run(request: Request) -> Response:
     """``GET /threads/{t}/runs/{r}`` -> Run; 404 ``Not Found``."""
     thread_id = path_uuid(request, "thread_id", "thread")
     run_id = path_uuid(request, "run_id", "run")
-    await guard_thread(request, "read", {"thread_id": thread_id, "run_id": run_id}, _no_run)
+    await guard_thread(request, "read", {"thread_id": thread_id, "run_id": run_id},
+                       lambda t: RunNotFound(run_id, "Not Found"))
     return json_response((await runtime_of(request).manager.get(thread_id, run_id)).to_api())
 
 

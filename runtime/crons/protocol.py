@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from runtime.auth_filter import AuthFilter
 from runtime.crons.types import Cron, CronFire
 
 Advance = Callable[[Cron, datetime], tuple[str | None, bool]]
@@ -43,13 +44,14 @@ class CronStore(Protocol):
         self, *, assistant_id: str | None = None, thread_id: str | None = None,
         enabled: bool | None = None, metadata: dict[str, Any] | None = None,
         limit: int = 10, offset: int = 0, sort_by: str = "created_at",
-        sort_order: str = "desc",
+        sort_order: str = "desc", auth: AuthFilter | None = None,
     ) -> tuple[list[Cron], bool]:
-        """The matching crons (``metadata``: JSON containment) and whether more follow."""
+        """The matching crons (``metadata``: JSON containment; ``auth``: an authorization
+        handler's filter on metadata) and whether more follow."""
 
     async def count_crons(
         self, *, assistant_id: str | None = None, thread_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, auth: AuthFilter | None = None,
     ) -> int:
         """How many crons match."""
 

@@ -49,12 +49,18 @@ class Cron:
             "cron_id": self.cron_id, "assistant_id": self.assistant_id,
             "thread_id": self.thread_id, "user_id": self.user_id,
             "end_time": iso(from_stored(self.end_time)), "schedule": self.schedule,
-            "timezone": self.timezone, "payload": self.payload,
+            "timezone": self.timezone,
+            "payload": {k: v for k, v in self.payload.items() if k != AUTH_PAYLOAD_KEY},
             "next_run_date": iso(from_stored(self.next_run_date)), "metadata": self.metadata,
             "on_run_completed": self.on_run_completed, "enabled": self.enabled,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
 
+
+AUTH_PAYLOAD_KEY = "_gateway_auth"
+"""Payload key holding the creator's authentication (``{"auth": configurable keys,
+"thread_metadata": stamps}``) replayed on every fire; never shown and never taken from a
+client."""
 
 CRON_COLS = ("cron_id, assistant_id, thread_id, user_id, end_time, schedule, timezone, payload, "
              "next_run_date, metadata, on_run_completed, enabled, created_at, updated_at")

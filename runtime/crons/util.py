@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.auth_filter import AuthFilter
 from runtime.crons.types import CRON_SORT_COLUMNS, Cron
 from runtime.store.filters import contains
 
@@ -59,16 +60,21 @@ class CronQueries:
         self, *, assistant_id: str | None = None, thread_id: str | None = None,
         enabled: bool | None = None, metadata: dict[str, Any] | None = None,
         limit: int = 10, offset: int = 0, sort_by: str = "created_at",
-        sort_order: str = "desc",
+        sort_order: str = "desc", auth: AuthFilter | None = None,
     ) -> tuple[list[Cron], bool]:
-        """Matching crons, sorted and paged; whether more follow."""
+        """Matching crons, sorted and paged; whether more follow. ``auth``: an authorization
+        handler's filter on the cron's metadata."""
         crons = await self._select(assistant_id, thread_id, enabled)
+        if auth is not None:
+            crons = [c for c in crons if auth.matches(c.metadata)]
         return page(crons, metadata, limit, offset, sort_by, sort_order)
 
     async def count_crons(
         self, *, assistant_id: str | None = None, thread_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, auth: AuthFilter | None = None,
     ) -> int:
-        """How many crons match."""
+        """How many crons match (``auth`` as ``search_crons``)."""
         crons = await self._select(assistant_id, thread_id, None)
+        if auth is not None:
+            crons = [c for c in crons if auth.matches(c.metadata)]
         return len(page(crons, metadata, None, 0, "created_at", "asc")[0])
