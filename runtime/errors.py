@@ -7,10 +7,14 @@ Tree::
     │   ├── ThreadNotFound(thread_id)
     │   ├── RunNotFound(run_id)
     │   ├── AssistantNotFound(assistant_id)
+    │   ├── AssistantVersionNotFound(assistant_id, version)
+    │   ├── GraphNotFound(graph_id, graph_ids)
     │   └── CheckpointNotFound(checkpoint_id)
     ├── Conflict
     │   ├── ThreadExists(thread_id)
     │   ├── ThreadBusy(thread_id)             multitask_strategy=reject on a busy thread
+    │   ├── AssistantExists(assistant_id)
+    │   └── SystemAssistantReadOnly(assistant_id)   PATCH/DELETE of a graph's own assistant
     │   └── NothingToCancel                   cancel of a finished/unknown run
     ├── InvalidRequest                        well-formed but not acceptable (422)
     │   ├── InvalidAssistant(name, graph_ids)
@@ -49,9 +53,26 @@ class RunNotFound(NotFound):
 class AssistantNotFound(NotFound):
     """No assistant with this UUID."""
 
-    def __init__(self, assistant_id: str) -> None:
-        super().__init__(f"Assistant '{assistant_id}' not found")
+    def __init__(self, assistant_id: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"Assistant '{assistant_id}' not found")
         self.assistant_id = assistant_id
+
+
+class AssistantVersionNotFound(NotFound):
+    """``POST /assistants/{id}/latest`` names a version the assistant does not have."""
+
+    def __init__(self, assistant_id: str, version: int | None) -> None:
+        super().__init__(f"Version {version} not found for assistant {assistant_id}")
+        self.assistant_id = assistant_id
+        self.version = version
+
+
+class GraphNotFound(NotFound):
+    """An assistant names a graph that is not configured (404, as the reference)."""
+
+    def __init__(self, graph_id: str, graph_ids: list[str]) -> None:
+        super().__init__(f"Graph '{graph_id}' not found. Expected one of: {graph_ids!r}")
+        self.graph_id = graph_id
 
 
 class CronNotFound(NotFound):
@@ -80,6 +101,25 @@ class ThreadExists(Conflict):
     def __init__(self, thread_id: str) -> None:
         super().__init__(f"Thread with ID {thread_id} already exists")
         self.thread_id = thread_id
+
+
+class AssistantExists(Conflict):
+    """``POST /assistants`` with an existing ``assistant_id`` and ``if_exists=raise``."""
+
+    def __init__(self, assistant_id: str) -> None:
+        super().__init__(f"Assistant {assistant_id} already exists")
+        self.assistant_id = assistant_id
+
+
+class SystemAssistantReadOnly(Conflict):
+    """PATCH or DELETE of a system assistant (one per configured graph): they are read-only
+    here, unlike the reference (runtime/assistants/directory.py, difference 1)."""
+
+    def __init__(self, assistant_id: str) -> None:
+        super().__init__(f"Assistant {assistant_id} is a system assistant (one per configured "
+                         "graph) and cannot be changed or deleted; create an assistant of "
+                         "your own with POST /assistants")
+        self.assistant_id = assistant_id
 
 
 class ThreadBusy(Conflict):

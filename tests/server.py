@@ -35,6 +35,7 @@ TEST_GRAPHS = {
     "report_agent": str(ROOT / "examples/report_agent.py") + ":graph",
     "store_graph": str(ROOT / "tests/graphs/store_graph.py") + ":graph",
     "whoami": str(ROOT / "tests/graphs/whoami.py") + ":graph",
+    "context_echo": str(ROOT / "tests/graphs/context_echo.py") + ":graph",
 }
 
 

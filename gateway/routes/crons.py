@@ -39,6 +39,7 @@ from gateway.errors import InvalidField
 from gateway.responses import json_response
 from gateway.routes.common import check_webhook, path_uuid, runtime_of
 from gateway.schemas import parse_body
+from runtime.assistants.directory import resolve_for_run
 from runtime.crons.policy import PolicyError, policy_of
 from runtime.crons.schedule import (
     NoNextDate,
@@ -104,7 +105,7 @@ async def _create(request: Request, thread_id: str | None) -> Response:
     raw = await _raw_body(request)
     await check_webhook(request, body.webhook)
     rt = runtime_of(request)
-    assistant = rt.graphs.resolve(body.assistant_id)
+    assistant = await resolve_for_run(rt.graphs, rt.store.assistants, body.assistant_id)
     now = datetime.now(UTC)
     _first_tick(body.schedule, body.timezone, now, now)  # 422/400 before anything else
     cron_id = uuid7()

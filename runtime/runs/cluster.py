@@ -278,7 +278,7 @@ class ClusterRunManager(LeaseKeeping, RunManager):
 
         Raises: as ``RunManager.create``.
         """
-        run = self._build_run(spec)
+        run = await self._build_run(spec)
         start = (spec.after_seconds <= 0 and self._tg is not None
                  and self._active < self.limits.max_concurrent_runs)
         if start:  # reserve the slot before the await, so no claim round takes it

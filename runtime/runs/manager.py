@@ -50,6 +50,8 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import TaskGroup
 
+from runtime.assistants.directory import resolve_for_run
+from runtime.assistants.edit import merge_run
 from runtime.bridge.protocol import StreamBridge
 from runtime.checkpointer import Saver, delete_run_checkpoints
 from runtime.errors import (
@@ -209,15 +211,18 @@ class RunManager(RunCancels, RunReads):
 
     # ---- create --------------------------------------------------------------------------
 
-    def _build_run(self, spec: RunSpec) -> Run:
-        """The run ``spec`` asks for, validated (``create``'s checks before the store)."""
+    async def _build_run(self, spec: RunSpec) -> Run:
+        """The run ``spec`` asks for, validated (``create``'s checks before the store), with
+        its assistant's current version merged in (runtime/assistants/edit.py rule 3)."""
         if not self.accepting:
             raise Unavailable("The server is shutting down and accepts no new runs.")
-        assistant = self.graphs.resolve(spec.assistant_id)
+        assistant = await resolve_for_run(self.graphs, self.store.assistants,
+                                          spec.assistant_id)
         if spec.thread_id is None and spec.command and "resume" in spec.command:
             raise BadRequest("You must provide a thread_id when resuming.")
         check_context(spec)
-        return build_run(spec, assistant.assistant_id, assistant.graph_id)
+        return build_run(merge_run(spec, assistant), assistant.assistant_id,
+                         assistant.graph_id)
 
     async def create(self, spec: RunSpec) -> Run:
         """Admit a run (``POST /threads/{id}/runs`` and its stream/wait/stateless variants).
@@ -232,7 +237,7 @@ class RunManager(RunCancels, RunReads):
             BadRequest: resume without a thread; both ``context`` and ``configurable``.
             Unavailable: the runtime is shutting down.
         """
-        run = self._build_run(spec)
+        run = await self._build_run(spec)
         handle = RunHandle(run, not_before_ts=time.monotonic() + max(spec.after_seconds, 0.0))
         # a free slot and a thread with nothing running here: start in the admission itself
         start = (spec.after_seconds <= 0 and self._tg is not None

@@ -53,6 +53,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from runtime.assistants.postgres import PostgresAssistantStore
 from runtime.auth_filter import AuthFilter
 from runtime.crons.postgres import PostgresCronStore
 from runtime.errors import ThreadExists, ThreadNotFound
@@ -142,6 +143,11 @@ class PostgresStore(PostgresClaims):
     def webhooks(self) -> PostgresOutbox:
         """The webhook outbox on this store's pool."""
         return PostgresOutbox(self._pool)
+
+    @property
+    def assistants(self) -> PostgresAssistantStore:
+        """The AssistantStore on this store's pool (an assistant's crons go with it)."""
+        return PostgresAssistantStore(self._pool)
 
     async def create_thread(
         self, thread_id: str, metadata: dict[str, Any], if_exists: str = "raise"

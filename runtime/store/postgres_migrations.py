@@ -35,6 +35,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from runtime.assistants.postgres import ASSISTANT_MIGRATION
 from runtime.crons.postgres import CRON_MIGRATION
 from runtime.webhooks.outbox import WEBHOOK_MIGRATION
 
@@ -442,6 +443,8 @@ MIGRATIONS: tuple[str, ...] = (
     CRON_MIGRATION,
     # 5: the webhook outbox (a new table only)
     WEBHOOK_MIGRATION,
+    # 6: stored assistants and their versions (new tables only; runtime/assistants/)
+    ASSISTANT_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from runtime.assistants.protocol import AssistantStore
 from runtime.auth_filter import AuthFilter
 from runtime.crons.protocol import CronStore
 from runtime.types import CancelAction, Run, RunStatus, Thread, ThreadOutcome, ThreadStatus
@@ -122,6 +123,11 @@ class Store(RunStore, ThreadStore, Protocol):
     @property
     def webhooks(self) -> WebhookOutbox:
         """The webhook outbox on the same database (runtime/webhooks/outbox.py)."""
+        ...
+
+    @property
+    def assistants(self) -> AssistantStore:
+        """The stored assistants on the same database (runtime/assistants/protocol.py)."""
         ...
 
 

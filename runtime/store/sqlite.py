@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from runtime.assistants.sqlite import ASSISTANT_SCHEMA, SqliteAssistantStore
 from runtime.auth_filter import AuthFilter
 from runtime.crons.sqlite import CRON_SCHEMA, SqliteCronStore
 from runtime.errors import BadRequest, ThreadBusy, ThreadExists, ThreadNotFound
@@ -58,7 +59,7 @@ class SqliteStore:
     async def open(cls, path: Path | str) -> AsyncIterator[SqliteStore]:
         """Open (and create) the store at ``path`` (``":memory:"`` for tests); closes on exit."""
         functions = {"gw_json_contains": (3, json_contains_sql)}
-        schema = SCHEMA + CRON_SCHEMA + WEBHOOK_SCHEMA_SQLITE
+        schema = SCHEMA + CRON_SCHEMA + WEBHOOK_SCHEMA_SQLITE + ASSISTANT_SCHEMA
         async with SqliteDb.open(path, schema, functions) as db:
             yield cls(db)
 
@@ -71,6 +72,11 @@ class SqliteStore:
     def webhooks(self) -> SqliteOutbox:
         """The webhook outbox on this store's database."""
         return SqliteOutbox(self._db)
+
+    @property
+    def assistants(self) -> SqliteAssistantStore:
+        """The AssistantStore on this store's database (an assistant's crons go with it)."""
+        return SqliteAssistantStore(self._db)
 
     # ---- threads -------------------------------------------------------------------------
 

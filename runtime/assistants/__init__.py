@@ -1,0 +1,2 @@
+"""Assistants: stored assistants with versions (``AssistantStore``: sqlite.py, postgres.py),
+the system assistants of the configured graphs, and how a run merges its assistant."""
