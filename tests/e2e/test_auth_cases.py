@@ -1,0 +1,161 @@
+"""Custom auth edge cases (tests/auth_handlers.py): what ``@auth.authenticate`` may return and
+raise, handler results the gateway refuses to guess about (fail closed), a thread shared
+through ``$or`` + ``$contains``, crons that run as their creator, and the JS SDK not retrying
+a 401 or a 403."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from tests.e2e.test_js_sdk import JS_DIR, ensure_node_modules, node_binary
+from tests.server import ROOT, GatewayProcess
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+
+
+def key(token: str) -> dict[str, str]:
+    return {"X-Api-Key": token}
+
+
+@pytest.fixture
+def calls_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "auth-calls.txt"
+    monkeypatch.setenv("AUTH_CALLS_FILE", str(path))
+    return path
+
+
+@pytest.fixture
+def cases(make_gateway: Any, calls_file: Path) -> GatewayProcess:
+    return make_gateway(  # type: ignore[no-any-return]
+        auth={"path": str(ROOT / "tests/auth_handlers.py") + ":auth"}).start()
+
+
+async def test_authenticate_results_and_refusals(cases: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=cases.url) as http:
+        r = await http.post("/threads", json={}, headers=key("teapot"))
+        assert (r.status_code, r.json()) == (418, {"detail": "I am a teapot"})
+        r = await http.post("/threads", json={}, headers=key("disabled"))
+        assert (r.status_code, r.json()) == (403, {"detail": "Account disabled"})
+        assert r.headers["x-why"] == "off"
+        r = await http.post("/threads", json={}, headers=key("boom"))
+        assert (r.status_code, r.json()) == (401, {"detail": "Unauthorized"})
+        r = await http.post("/threads", json={}, headers=key("nobody"))
+        assert (r.status_code, r.json()) == (401, {"detail": "Invalid token"})
+        r = await http.post("/threads", json={}, headers={"Authorization": "Bearer alice"})
+        assert r.status_code == 200 and r.json()["metadata"] == {"owner": "alice"}
+    assert "the identity provider is down" in cases.log()
+    for token, identity, permissions in (("tuple-dave", "dave", ["p1", "p2"]),
+                                         ("obj-erin", "erin", ["p-obj"]),
+                                         ("alice", "alice", ["rw"])):
+        client = get_client(url=cases.url, api_key=token)
+        thread = await client.threads.create()
+        assert thread["metadata"]["owner"] == identity
+        out = await client.runs.wait(thread["thread_id"], "whoami", input={"note": "x"})
+        assert out["seen"]["user_id"] == identity
+        assert out["seen"]["permissions"] == permissions
+    out = await get_client(url=cases.url, api_key="alice").runs.wait(
+        None, "whoami", input={"note": "x"})
+    assert out["seen"]["user"]["org"] == "org-of-alice"  # extra fields reach the graph
+    assert out["seen"]["user"]["display_name"] == "alice"
+
+
+async def test_bad_handler_results_fail_closed(cases: GatewayProcess) -> None:
+    alice = get_client(url=cases.url, api_key="alice")
+    await alice.threads.create()
+    async with httpx.AsyncClient(base_url=cases.url) as http:
+        r = await http.post("/threads", json={}, headers=key("weird"))
+        assert r.status_code == 500
+        assert r.json()["detail"].startswith("Auth handler returned invalid result")
+        r = await http.post("/threads/search", json={}, headers=key("ne"))
+        assert r.status_code == 500 and "$ne" in r.json()["detail"]  # never everything
+        r = await http.post("/threads/count", json={}, headers=key("ne"))
+        assert r.status_code == 500
+        for response in (r,):
+            assert "Traceback" not in response.text
+    assert await alice.threads.count() == 1  # the refused create made nothing
+
+
+async def test_a_shared_thread_and_a_forbidden_delete(cases: GatewayProcess) -> None:
+    alice = get_client(url=cases.url, api_key="alice")
+    bob = get_client(url=cases.url, api_key="bob")
+    dave = get_client(url=cases.url, api_key="tuple-dave")
+    shared = await alice.threads.create(metadata={"participants": ["bob"]})
+    private = await alice.threads.create()
+    await alice.runs.wait(shared["thread_id"], "echo",
+                          input={"messages": [{"role": "user", "content": "hello bob"}]})
+    seen = [t["thread_id"] for t in await bob.threads.search()]
+    assert seen == [shared["thread_id"]]
+    assert await bob.threads.count() == 1
+    state = await bob.threads.get_state(shared["thread_id"])
+    assert state["values"]["messages"][-1]["content"] == "echo: hello bob"
+    async with httpx.AsyncClient(base_url=cases.url) as http:
+        r = await http.get(f"/threads/{private['thread_id']}", headers=key("bob"))
+        assert r.status_code == 404
+        # bob may read the shared thread but not delete it: its delete filter is owner only
+        r = await http.delete(f"/threads/{shared['thread_id']}", headers=key("bob"))
+        assert r.status_code == 404
+        r = await http.delete(f"/threads/{shared['thread_id']}", headers=key("tuple-dave"))
+        assert (r.status_code, r.json()) == (403, {"detail": "Forbidden"})
+    assert (await alice.threads.get(shared["thread_id"]))["thread_id"] == shared["thread_id"]
+    assert await dave.threads.count() == 0
+    await alice.threads.delete(shared["thread_id"])
+    assert await bob.threads.count() == 0
+
+
+async def test_crons_are_their_creators(cases: GatewayProcess) -> None:
+    alice = get_client(url=cases.url, api_key="alice")
+    bob = get_client(url=cases.url, api_key="bob")
+    cron = await alice.crons.create("whoami", schedule="@every 1s", input={"note": "x"},
+                                    on_run_completed="keep",
+                                    config={"configurable": {"langgraph_auth_user_id": "bob"}})
+    assert cron["metadata"] == {"owner": "alice"} and cron["user_id"] == "alice"
+    assert "_gateway_auth" not in cron["payload"]
+    assert await bob.crons.search() == [] and await bob.crons.count() == 0
+    async with httpx.AsyncClient(base_url=cases.url) as http:
+        for method in ("GET", "DELETE", "PATCH"):
+            hidden = await http.request(method, f"/runs/crons/{cron['cron_id']}",
+                                        headers=key("bob"), json={"enabled": False})
+            assert hidden.status_code == 404, (method, hidden.text)
+    with anyio.fail_after(20):
+        while not (threads := await alice.threads.search(metadata={"owner": "alice"})):
+            await anyio.sleep(0.2)
+    await alice.crons.delete(cron["cron_id"])
+    with anyio.fail_after(20):
+        while (await alice.threads.get_state(threads[0]["thread_id"]))["values"] == {}:
+            await anyio.sleep(0.2)
+    state = await alice.threads.get_state(threads[0]["thread_id"])
+    assert state["values"]["seen"]["user_id"] == "alice"  # the fire ran as its creator
+    assert await bob.threads.count() == 0
+
+
+@pytest.mark.skipif(node_binary() is None, reason="node is not installed")
+@pytest.mark.timeout(300)
+def test_js_sdk_does_not_retry_401_or_403(cases: GatewayProcess, calls_file: Path) -> None:
+    ensure_node_modules()
+    script = textwrap.dedent(f"""
+        import {{ Client }} from "@langchain/langgraph-sdk";
+        const out = [];
+        for (const apiKey of ["nobody", "disabled"]) {{
+          const client = new Client({{ apiUrl: "{cases.url}", apiKey }});
+          try {{ await client.threads.create(); out.push("no error"); }}
+          catch (e) {{ out.push(String(e.status ?? e.message)); }}
+        }}
+        console.log(JSON.stringify(out));
+    """)
+    node = node_binary()
+    assert node is not None
+    proc = subprocess.run([node, "--input-type=module", "-e", script], cwd=JS_DIR,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == '["401","403"]'
+    lines = calls_file.read_text().splitlines()
+    assert [line for line in lines if line.startswith("POST /threads")] == [
+        "POST /threads nobody", "POST /threads disabled"]  # one request each: no retry
