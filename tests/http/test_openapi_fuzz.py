@@ -6,6 +6,10 @@ that requires one (``auth.api_keys``).
 
 Per request: never a 5xx and every error is ``{"detail": str}``; without the key, every
 non-public path is a 401 that changed nothing (the thread count is the same after).
+
+The same fuzz runs against a gateway guarded by examples/auth.py (custom auth), as alice (who
+owns the real thread), as bob and with no credentials: bob never gets a 2xx on a path naming
+her thread, and after it all her thread and its metadata are as they were.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gateway.auth import PUBLIC_PATHS
-from tests.server import GatewayProcess
+from tests.server import ROOT, GatewayProcess
 
 KEY = "fuzz-key"
 PER_OPERATION = 6
@@ -94,8 +98,15 @@ def _body_strategy(spec: dict[str, Any], op: dict[str, Any]) -> st.SearchStrateg
     return st.one_of(_from_schema(schema, spec["components"]["schemas"]), _JUNK)
 
 
+CALLERS = {  # who sends a request: headers over the client's own (the API key, or none)
+    "key": {}, "none": {"X-Api-Key": ""},
+    "alice": {"Authorization": "Bearer alice-token"},
+    "bob": {"Authorization": "Bearer bob-token"}, "nobody": {},
+}
+
+
 def _send(http: httpx.Client, thread_id: str, path: str, method: str, body: Any, ids: str,
-          with_key: bool, failures: list[str], sent: list[int]) -> None:
+          who: str, failures: list[str], sent: list[int]) -> None:
     url = path
     for name in ("thread_id", "run_id", "cron_id", "assistant_id", "checkpoint_id",
                  "namespace"):
@@ -105,27 +116,30 @@ def _send(http: httpx.Client, thread_id: str, path: str, method: str, body: Any,
         url = url.replace("{" + name + "}", urllib.parse.quote(value, safe=""))
     if method == "delete" and ids == "real":
         return  # never delete the shared thread
-    headers = {} if with_key else {"X-Api-Key": ""}
-    r = http.request(method.upper(), url, json=body, headers=headers)
+    r = http.request(method.upper(), url, json=body, headers=CALLERS[who])
     sent.append(r.status_code)
-    where = f"{method.upper()} {url} key={with_key} body={str(body)[:120]}"
+    where = f"{method.upper()} {url} as={who} body={str(body)[:120]}"
     if r.status_code >= 500:
         failures.append(f"{where} -> {r.status_code} {r.text[:200]}")
-    elif not with_key and path not in PUBLIC_PATHS and r.status_code != 401:
-        failures.append(f"{where} -> {r.status_code} without a key")
+    elif who in ("none", "nobody") and path not in PUBLIC_PATHS and r.status_code != 401:
+        failures.append(f"{where} -> {r.status_code} without credentials")
+    elif (who == "bob" and ids == "real" and "{thread_id}" in path and r.status_code < 400
+          and not r.text.startswith('{"__error__"')):  # a join's "not found" is a 200 body
+        failures.append(f"{where} -> {r.status_code}: bob reached alice's thread")
     elif r.status_code >= 400 and r.headers.get("content-type", "").startswith(
             "application/json") and set(r.json() or {}) != {"detail"}:
         failures.append(f"{where} -> {r.status_code} {r.text[:200]}")
 
 
 def _fuzz(http: httpx.Client, spec: dict[str, Any], thread_id: str, path: str, method: str,
-          op: dict[str, Any], failures: list[str], sent: list[int]) -> None:
+          op: dict[str, Any], failures: list[str], sent: list[int],
+          callers: tuple[str, ...] = ("key", "none")) -> None:
     @settings(max_examples=PER_OPERATION, deadline=None, database=None, derandomize=True,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @given(body=_body_strategy(spec, op), ids=st.sampled_from(["real", "random", "junk"]),
-           with_key=st.booleans())
-    def case(body: Any, ids: str, with_key: bool) -> None:
-        _send(http, thread_id, path, method, body, ids, with_key, failures, sent)
+           who=st.sampled_from(callers))
+    def case(body: Any, ids: str, who: str) -> None:
+        _send(http, thread_id, path, method, body, ids, who, failures, sent)
 
     case()
 
@@ -146,3 +160,33 @@ def test_every_operation_of_the_served_document(keyed: GatewayProcess) -> None:
     assert not failures, f"{len(failures)} bad answers:\n" + "\n".join(failures[:30])
     assert httpx.post(keyed.url + "/threads/count", json={}).status_code == 401
     assert http.get(f"/threads/{thread_id}").status_code == 200  # still there
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.server import write_config
+
+    server = GatewayProcess(write_config(
+        tmp_path_factory.mktemp("openapi-fuzz-auth"),
+        auth={"path": str(ROOT / "examples/auth.py") + ":auth"})).start()
+    yield server
+    server.kill()
+
+
+@pytest.mark.timeout(400)
+def test_every_operation_under_custom_auth(guarded: GatewayProcess) -> None:
+    http = httpx.Client(base_url=guarded.url, timeout=20)
+    alice = CALLERS["alice"]
+    spec = http.get("/openapi.json").json()
+    thread = http.post("/threads", json={"metadata": {"k": "v"}}, headers=alice).json()
+    thread_id = thread["thread_id"]
+    failures: list[str] = []
+    sent: list[int] = []
+    for path, method, op in _operations(spec):
+        _fuzz(http, spec, thread_id, path, method, op, failures, sent,
+              callers=("alice", "bob", "nobody"))
+    assert {200, 401, 404, 422} <= set(sent), sorted(set(sent))
+    assert not failures, f"{len(failures)} bad answers:\n" + "\n".join(failures[:30])
+    after = http.get(f"/threads/{thread_id}", headers=alice)
+    assert after.status_code == 200
+    assert after.json()["metadata"]["owner"] == "alice"
