@@ -27,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.auth import auth_configured, authorize, current_user
+from gateway.auth.guards import guard_run_create
 from gateway.cron_schemas import (
     DROPPED_METADATA_KEYS,
     CronCount,
@@ -49,9 +51,11 @@ from runtime.crons.schedule import (
     parse_end_time,
     stored,
 )
-from runtime.crons.types import Cron
-from runtime.errors import BadRequest, CronNotFound
+from runtime.crons.types import AUTH_PAYLOAD_KEY, Cron
+from runtime.crons.util import thread_detail
+from runtime.errors import BadRequest, CronNotFound, ThreadNotFound
 from runtime.ids import now_iso, uuid7
+from runtime.spec import RunSpec
 
 
 def _schedule_error(exc: ScheduleError) -> InvalidField:
@@ -109,25 +113,67 @@ async def _create(request: Request, thread_id: str | None) -> Response:
     now = datetime.now(UTC)
     _first_tick(body.schedule, body.timezone, now, now)  # 422/400 before anything else
     cron_id = uuid7()
+    raw.pop(AUTH_PAYLOAD_KEY, None)
     config = dict(raw.get("config") or {})
     config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
     payload = {**raw, "assistant_id": assistant.assistant_id, "config": config}
     if thread_id is None:
         payload.setdefault("on_run_completed", body.on_run_completed or "delete")
-    validate_run_fields(payload, thread_id)  # the run it will create is a valid run
+    spec = validate_run_fields(payload, thread_id)  # the run it will create is a valid run
     _check_policy(payload, raw.get("metadata"))
+    metadata, user_id = await _authorize_create(request, body, payload, thread_id, spec)
     created = now_iso()
     cron = Cron(
-        cron_id=cron_id, assistant_id=assistant.assistant_id, thread_id=thread_id, user_id="",
+        cron_id=cron_id, assistant_id=assistant.assistant_id, thread_id=thread_id,
+        user_id=user_id,
         end_time=_end_time(body.end_time), schedule=body.schedule, timezone=body.timezone,
         payload=payload,
         next_run_date=_first_tick(body.schedule, body.timezone, now,
                                   from_stored(created) or now),
-        metadata=_metadata(body.metadata),
+        metadata=metadata,
         on_run_completed=(body.on_run_completed or "delete") if thread_id is None else None,
         enabled=body.enabled, created_at=created, updated_at=created,
     )
     return json_response((await rt.crons.create_cron(cron)).to_api())
+
+
+async def _authorize_create(request: Request, body: CronCreate, payload: dict[str, Any],
+                            thread_id: str | None, spec: RunSpec) -> tuple[dict[str, Any], str]:
+    """``crons.create`` (and ``threads.create_run`` on the cron's thread): the metadata after
+    the handler's stamps and the creator's ``user_id``. With custom auth, the payload keeps
+    the creator's user and the stamps of the threads its fires create (``AUTH_PAYLOAD_KEY``).
+
+    Raises:
+        AuthRefused: a handler refused. ThreadNotFound: the thread is hidden (as missing).
+    """
+    value: dict[str, Any] = {
+        "thread_id": thread_id, "assistant_id": body.assistant_id, "schedule": body.schedule,
+        "payload": {k: v for k, v in payload.items() if k != AUTH_PAYLOAD_KEY},
+        "metadata": _metadata(body.metadata), "end_time": body.end_time, "user_id": None}
+    await authorize(request, "crons", "create", value)
+    metadata = _metadata(value["metadata"] if isinstance(value.get("metadata"), dict)
+                         else body.metadata)
+    if not auth_configured(request):
+        return metadata, ""
+    run_spec = await guard_run_create(request, spec, lambda t: ThreadNotFound(
+        t, thread_detail(t)))
+    payload[AUTH_PAYLOAD_KEY] = {"auth": run_spec.auth,
+                                 "thread_metadata": run_spec.thread_metadata}
+    user = current_user(request)
+    return metadata, user.identity if user else ""
+
+
+async def _guard_cron(request: Request, action: str, cron: Cron,
+                      changes: dict[str, Any] | None = None) -> None:
+    """``crons.<action>`` on ``cron``: a filter that hides it answers as a missing cron.
+
+    Raises:
+        AuthRefused: the handler refused. CronNotFound: hidden.
+    """
+    value: dict[str, Any] = {"cron_id": cron.cron_id, **(changes or {})}
+    found = await authorize(request, "crons", action, value)
+    if found is not None and not found.matches(cron.metadata):
+        raise CronNotFound(cron.cron_id)
 
 
 async def create_stateless(request: Request) -> Response:
@@ -143,12 +189,20 @@ async def create_for_thread(request: Request) -> Response:
 async def get_cron(request: Request) -> Response:
     """``GET /runs/crons/{cron_id}`` -> Cron; 404 ``Not Found``."""
     cron_id = path_uuid(request, "cron_id", "cron")
-    return json_response((await runtime_of(request).crons.get_cron(cron_id)).to_api())
+    cron = await runtime_of(request).crons.get_cron(cron_id)
+    await _guard_cron(request, "read", cron)
+    return json_response(cron.to_api())
 
 
 async def delete_cron(request: Request) -> Response:
     """``DELETE /runs/crons/{cron_id}`` -> 204; 404 ``Not Found``. Its runs stay."""
     cron_id = path_uuid(request, "cron_id", "cron")
+    if auth_configured(request):
+        try:
+            cron = await runtime_of(request).crons.get_cron(cron_id)
+        except CronNotFound:
+            raise CronNotFound(cron_id) from None
+        await _guard_cron(request, "delete", cron)
     if not await runtime_of(request).crons.delete_cron(cron_id):
         raise CronNotFound(cron_id)
     return Response(status_code=204)
@@ -164,6 +218,10 @@ async def patch_cron(request: Request) -> Response:
     raw = await _raw_body(request)
     if not raw:
         raise BadRequest("Request body cannot be empty")
+    raw.pop(AUTH_PAYLOAD_KEY, None)
+    if auth_configured(request):
+        await _guard_cron(request, "update", await runtime_of(request).crons.get_cron(cron_id),
+                          raw)
     if isinstance(raw.get("webhook"), str):
         await check_webhook(request, raw["webhook"])
     rt = runtime_of(request)
@@ -198,10 +256,13 @@ async def patch_cron(request: Request) -> Response:
 async def search(request: Request) -> Response:
     """``POST /runs/crons/search`` -> [Cron] (``select`` trims keys), ``X-Pagination-*``."""
     q = await parse_body(request, CronSearch, optional=True)
+    found = await authorize(request, "crons", "search", {
+        "assistant_id": q.assistant_id, "thread_id": q.thread_id, "metadata": q.metadata or {},
+        "limit": q.limit, "offset": q.offset})
     crons, more = await runtime_of(request).crons.search_crons(
         assistant_id=q.assistant_id, thread_id=q.thread_id, enabled=q.enabled,
         metadata=q.metadata, limit=q.limit, offset=q.offset, sort_by=q.sort_by,
-        sort_order=q.sort_order)
+        sort_order=q.sort_order, auth=found)
     items = [c.to_api() for c in crons]
     if q.select:
         items = [{k: v for k, v in item.items() if k in q.select} for item in items]
@@ -215,8 +276,11 @@ async def search(request: Request) -> Response:
 async def count(request: Request) -> Response:
     """``POST /runs/crons/count`` -> a bare integer."""
     q = await parse_body(request, CronCount, optional=True)
+    found = await authorize(request, "crons", "search", {
+        "assistant_id": q.assistant_id, "thread_id": q.thread_id, "metadata": q.metadata or {},
+        "limit": None, "offset": 0})
     return json_response(await runtime_of(request).crons.count_crons(
-        assistant_id=q.assistant_id, thread_id=q.thread_id, metadata=q.metadata))
+        assistant_id=q.assistant_id, thread_id=q.thread_id, metadata=q.metadata, auth=found))
 
 
 routes = [
