@@ -1,4 +1,5 @@
-"""System assistants (one per graph) through the SDK, and how run bodies name them.
+"""System assistants (one per graph) through the SDK, and how run bodies name them (stored
+assistants: test_assistants_crud.py).
 
 Expected shapes are those of protocol.md sections 1 and 2.
 """
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.errors import NotFoundError
 
 from tests.server import TEST_GRAPHS
 
@@ -50,7 +52,8 @@ async def test_search_and_count_system_assistants(gateway_url: str) -> None:
 
     assert await client.assistants.count() == len(TEST_GRAPHS)
     assert await client.assistants.count(graph_id="hitl") == 1
-    assert await client.assistants.count(graph_id="nope") == 0
+    with pytest.raises(NotFoundError):  # an unknown graph is a 404, as the reference
+        await client.assistants.count(graph_id="nope")
     only_echo = await client.assistants.search(graph_id="echo")
     assert [a["assistant_id"] for a in only_echo] == [assistant_id("echo")]
     system = await client.assistants.search(metadata={"created_by": "system"}, limit=100)
