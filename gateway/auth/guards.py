@@ -16,9 +16,10 @@ from starlette.requests import Request
 
 from gateway.auth.authorize import authorize
 from gateway.auth.custom import current_user
+from runtime.assistants.directory import resolve_for_run
 from runtime.auth_filter import AuthFilter
 from runtime.core import Runtime
-from runtime.errors import ThreadExists, ThreadNotFound
+from runtime.errors import AssistantNotFound, ThreadExists, ThreadNotFound
 from runtime.spec import RunSpec
 from runtime.types import Thread
 
@@ -115,6 +116,24 @@ def _missing_for_run(thread_id: str) -> Exception:
     return ThreadNotFound(thread_id, "Thread or assistant not found.")
 
 
+async def _guard_run_assistant(request: Request, spec: RunSpec) -> None:
+    """``assistants.read`` for a run naming a stored assistant (system assistants are
+    exempt, as in the reference, so runs by graph name work under owner filters): an
+    assistant the filter hides answers as a missing one.
+
+    Raises:
+        AuthRefused: the handler refused. AssistantNotFound: the assistant is hidden.
+    """
+    rt = _runtime(request)
+    assistant = await resolve_for_run(rt.graphs, rt.store.assistants, spec.assistant_id)
+    if assistant.system:
+        return
+    found = await authorize(request, "assistants", "read",
+                            {"assistant_id": assistant.assistant_id})
+    if found is not None and not found.matches(assistant.metadata):
+        raise AssistantNotFound(spec.assistant_id)  # what a run naming no assistant gets
+
+
 async def guard_run_create(
     request: Request, spec: RunSpec, missing: Callable[[str], Exception] | None = None,
 ) -> RunSpec:
@@ -147,6 +166,7 @@ async def guard_run_create(
     }
     found = await authorize(request, "threads", "create_run", value)
     metadata = value["metadata"] if isinstance(value.get("metadata"), dict) else spec.metadata
+    await _guard_run_assistant(request, spec)
     exists = False
     if spec.thread_id is not None:
         try:

@@ -159,3 +159,35 @@ def test_js_sdk_does_not_retry_401_or_403(cases: GatewayProcess, calls_file: Pat
     lines = calls_file.read_text().splitlines()
     assert [line for line in lines if line.startswith("POST /threads")] == [
         "POST /threads nobody", "POST /threads disabled"]  # one request each: no retry
+
+
+async def test_assistants_are_their_owners(cases: GatewayProcess) -> None:
+    alice = get_client(url=cases.url, api_key="alice")
+    bob = get_client(url=cases.url, api_key="bob")
+    mine = await alice.assistants.create("whoami", name="alice's", metadata={"owner": "bob"})
+    assert mine["metadata"]["owner"] == "alice"  # the handler's stamp, not the client's
+    a, missing = mine["assistant_id"], "00000000-0000-4000-8000-00000000abcd"
+    assert [x["assistant_id"] for x in await alice.assistants.search(graph_id="whoami")] == [a]
+    assert await bob.assistants.search(graph_id="whoami") == []
+    assert await bob.assistants.count(graph_id="whoami") == 0
+    async with httpx.AsyncClient(base_url=cases.url) as http:
+        for method, path, body in (
+                ("GET", "/assistants/{}", None), ("PATCH", "/assistants/{}", {"name": "bob"}),
+                ("POST", "/assistants/{}/versions", {}),
+                ("POST", "/assistants/{}/latest", {"version": 1}),
+                ("GET", "/assistants/{}/graph", None),
+                ("DELETE", "/assistants/{}", None),
+                ("POST", "/runs/wait", {"assistant_id": "{}", "input": {"note": "x"}})):
+            hidden = await http.request(method, path.format(a), headers=key("bob"),
+                                        json=body and {k: (v.format(a) if isinstance(v, str)
+                                                           else v) for k, v in body.items()})
+            absent = await http.request(method, path.format(missing), headers=key("bob"),
+                                        json=body and {k: (v.format(missing)
+                                                           if isinstance(v, str) else v)
+                                                       for k, v in body.items()})
+            assert hidden.status_code == absent.status_code == 404, (method, path, hidden.text)
+            assert hidden.text.replace(a, "A") == absent.text.replace(missing, "A"), \
+                (method, path, hidden.text, absent.text)
+    out = await alice.runs.wait(None, a, input={"note": "x"})
+    assert out["seen"]["user_id"] == "alice"
+    assert (await alice.assistants.get(a))["name"] == "alice's"  # bob changed nothing
