@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from langgraph_sdk import get_client
 
@@ -216,3 +217,63 @@ def test_webhook_settings_from_langgraph_json(tmp_path: Path,
                                       "webhooks": {"headers": {"X": template}}}))
         with pytest.raises(SettingsError, match=named):
             load_settings(config)
+
+
+AUTH_PY = '''
+from langgraph_sdk import Auth
+
+auth = Auth()
+
+
+@auth.authenticate
+async def authenticate(authorization: str | None) -> str:
+    if authorization != "Bearer let-me-in":
+        raise Auth.exceptions.HTTPException(401, "who are you?")
+    return "project-user"
+'''
+
+
+@pytest.mark.anyio
+async def test_langgraph_json_auth_path_is_served(tmp_path: Path) -> None:
+    """``"auth": {"path": "./auth.py:auth"}`` resolves against the langgraph.json folder; the
+    keys we do not use are accepted; no Studio header bypasses the handler."""
+    config = write_project(tmp_path / "project")
+    (tmp_path / "project" / "auth.py").write_text(AUTH_PY)
+    raw = json.loads(config.read_text())
+    raw["auth"] = {"path": "./auth.py:auth", "disable_studio_auth": False,
+                   "openapi": {"securitySchemes": {}}, "cache": {}}
+    config.write_text(json.dumps(raw))
+    server = GatewayProcess(config).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for headers in ({}, {"x-auth-scheme": "langsmith"},
+                            {"x-auth-scheme": "langsmith", "x-user-id": "studio"}):
+                r = await http.post("/threads/search", json={}, headers=headers)
+                assert (r.status_code, r.json()) == (401, {"detail": "who are you?"}), headers
+            r = await http.post("/threads", json={},
+                                headers={"Authorization": "Bearer let-me-in"})
+            assert r.status_code == 200
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("source", "spec", "message"), [
+    (None, "./nope.py:auth", "nope.py does not exist"),
+    ("auth = 5\n", "./auth.py:auth", "must name a langgraph_sdk.Auth instance"),
+    ("from langgraph_sdk import Auth\nauth = Auth()\n", "./auth.py:auth",
+     "no @auth.authenticate handler"),
+    ("raise RuntimeError('broken auth module')\n", "./auth.py:auth", "broken auth module"),
+    ("from langgraph_sdk import Auth\nauth = Auth()\n@auth.authenticate\n"
+     "async def a(token: str) -> str:\n    return token\n", "./auth.py:auth",
+     "asks for ['token']"),
+])
+def test_serve_with_a_bad_auth_path_exits_2(tmp_path: Path, source: str | None, spec: str,
+                                            message: str) -> None:
+    if source is not None:
+        (tmp_path / "auth.py").write_text(source)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"graphs: {{}}\ndata_dir: memory\nauth: {{path: '{spec}'}}\n")
+    done = serve("--config", str(path), "--port", "0")
+    assert done.returncode == 2, done.stderr
+    assert "auth:" in done.stderr and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -49,6 +49,15 @@ _INJECTABLE = frozenset({"request", "path", "method", "path_params", "query_para
                          "authorization", "user", "scopes", "scope", "body"})
 
 
+ACTIONS = {
+    "threads": ("create", "read", "update", "delete", "search", "create_run"),
+    "assistants": ("create", "read", "update", "delete", "search"),
+    "crons": ("create", "read", "update", "delete", "search"),
+    "store": ("put", "get", "search", "delete", "list_namespaces"),
+}
+"""Every (resource, action) an endpoint authorizes (README "Authentication")."""
+
+
 class AuthUser:
     """The authenticated user (``langgraph_sdk``'s ``BaseUser`` protocol): ``identity``,
     ``display_name``, ``is_authenticated``, ``permissions``, and the handler's extra fields as
@@ -150,6 +159,16 @@ class CustomAuth:
         self._authenticate: Callable[..., Any] = handler
         self._wanted = [n for n in params if n in _INJECTABLE and n != "body"]
         self._is_async = inspect.iscoroutinefunction(handler)
+        uncovered = self.uncovered()
+        if uncovered:
+            logger.warning("custom auth: no authorization handler covers %s; those requests "
+                           "are allowed for any authenticated user",
+                           ", ".join(f"{r}.{a}" for r, a in uncovered))
+
+    def uncovered(self) -> list[tuple[str, str]]:
+        """The ``(resource, action)`` pairs no handler covers (allowed, as the reference)."""
+        return [(resource, action) for resource, actions in ACTIONS.items()
+                for action in actions if self.handler_for(resource, action) is None]
 
     @classmethod
     def load(cls, path: str, base_dir: Path) -> CustomAuth:
@@ -158,7 +177,13 @@ class CustomAuth:
         Raises:
             GraphLoadError: see the class docstring.
         """
-        return cls(import_attr(path, base_dir))
+        try:
+            target = import_attr(path, base_dir)
+        except GraphLoadError:
+            raise
+        except Exception as exc:  # the module itself failed to import
+            raise GraphLoadError(f"{path}: importing it raised {exc!r}") from exc
+        return cls(target)
 
     async def authenticate(self, scope: Scope) -> AuthUser:
         """Run ``@auth.authenticate`` for one request.
