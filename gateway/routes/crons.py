@@ -165,7 +165,8 @@ async def _authorize_create(request: Request, body: CronCreate, payload: dict[st
 
 async def _guard_cron(request: Request, action: str, cron: Cron,
                       changes: dict[str, Any] | None = None) -> None:
-    """``crons.<action>`` on ``cron``: a filter that hides it answers as a missing cron.
+    """``crons.<action>`` on ``cron``: a filter that hides it answers as a missing cron (the
+    detail of a PATCH on a missing cron differs from the others', as the stores give it).
 
     Raises:
         AuthRefused: the handler refused. CronNotFound: hidden.
@@ -173,6 +174,8 @@ async def _guard_cron(request: Request, action: str, cron: Cron,
     value: dict[str, Any] = {"cron_id": cron.cron_id, **(changes or {})}
     found = await authorize(request, "crons", action, value)
     if found is not None and not found.matches(cron.metadata):
+        if action == "update":
+            raise CronNotFound(cron.cron_id, f"Cron '{cron.cron_id}' not found")
         raise CronNotFound(cron.cron_id)
 
 
@@ -220,8 +223,11 @@ async def patch_cron(request: Request) -> Response:
         raise BadRequest("Request body cannot be empty")
     raw.pop(AUTH_PAYLOAD_KEY, None)
     if auth_configured(request):
-        await _guard_cron(request, "update", await runtime_of(request).crons.get_cron(cron_id),
-                          raw)
+        try:
+            cron = await runtime_of(request).crons.get_cron(cron_id)
+        except CronNotFound:  # as update_cron answers a missing cron
+            raise CronNotFound(cron_id, f"Cron '{cron_id}' not found") from None
+        await _guard_cron(request, "update", cron, raw)
     if isinstance(raw.get("webhook"), str):
         await check_webhook(request, raw["webhook"])
     rt = runtime_of(request)

@@ -10,11 +10,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from tests.e2e.test_crons import wait_for
 from tests.e2e.test_js_sdk import JS_DIR, ensure_node_modules, node_binary
 from tests.server import ROOT, GatewayProcess
 
@@ -120,18 +120,20 @@ async def test_crons_are_their_creators(cases: GatewayProcess) -> None:
     assert "_gateway_auth" not in cron["payload"]
     assert await bob.crons.search() == [] and await bob.crons.count() == 0
     async with httpx.AsyncClient(base_url=cases.url) as http:
+        missing = "00000000-0000-4000-8000-00000000c0de"
         for method in ("GET", "DELETE", "PATCH"):
             hidden = await http.request(method, f"/runs/crons/{cron['cron_id']}",
                                         headers=key("bob"), json={"enabled": False})
-            assert hidden.status_code == 404, (method, hidden.text)
-    with anyio.fail_after(20):
-        while not (threads := await alice.threads.search(metadata={"owner": "alice"})):
-            await anyio.sleep(0.2)
+            absent = await http.request(method, f"/runs/crons/{missing}",
+                                        headers=key("bob"), json={"enabled": False})
+            assert hidden.status_code == absent.status_code == 404, (method, hidden.text)
+            assert hidden.text.replace(cron["cron_id"], "C") == absent.text.replace(
+                missing, "C"), (method, hidden.text, absent.text)
+    threads = await wait_for(lambda: alice.threads.search(metadata={"owner": "alice"}),
+                             bool, 20, "a thread made by the cron's fire")
     await alice.crons.delete(cron["cron_id"])
-    with anyio.fail_after(20):
-        while (await alice.threads.get_state(threads[0]["thread_id"]))["values"] == {}:
-            await anyio.sleep(0.2)
-    state = await alice.threads.get_state(threads[0]["thread_id"])
+    state = await wait_for(lambda: alice.threads.get_state(threads[0]["thread_id"]),
+                           lambda s: s["values"] != {}, 20, "the fire's run to finish")
     assert state["values"]["seen"]["user_id"] == "alice"  # the fire ran as its creator
     assert await bob.threads.count() == 0
 
