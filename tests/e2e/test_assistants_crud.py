@@ -7,6 +7,7 @@ auth-store-assistants.md section 3.1."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -169,6 +170,15 @@ async def test_system_assistants_are_read_only(server: GatewayProcess) -> None:
     assert isinstance(out, dict) and out["messages"][-1]["content"] == "echo: still here"
 
 
+async def wait_for_status(client: Any, thread_id: str, run_id: str,
+                          done: Callable[[str], bool]) -> None:
+    with anyio.fail_after(20):
+        while True:
+            if done((await client.runs.get(thread_id, run_id))["status"]):
+                return
+            await anyio.sleep(0.05)
+
+
 async def test_delete_cancels_runs_and_deletes_threads(server: GatewayProcess) -> None:
     client = get_client(url=server.url)
     aid = (await client.assistants.create("echo", context={"delay": 30}))["assistant_id"]
@@ -177,15 +187,11 @@ async def test_delete_cancels_runs_and_deletes_threads(server: GatewayProcess) -
     await client.runs.wait(done, keep_aid, input={"messages": []}, context={"delay": 0})
     busy = (await client.threads.create())["thread_id"]
     run = await client.runs.create(busy, aid, input={"messages": []})
-    with anyio.fail_after(20):
-        while (await client.runs.get(busy, run["run_id"]))["status"] != "running":
-            await anyio.sleep(0.05)
+    await wait_for_status(client, busy, run["run_id"], lambda s: s == "running")
     survivor = (await client.threads.create(metadata={"assistant_id": keep_aid}))["thread_id"]
 
     await client.assistants.delete(aid)  # without delete_threads: the thread stays
-    with anyio.fail_after(20):
-        while (await client.runs.get(busy, run["run_id"]))["status"] == "running":
-            await anyio.sleep(0.05)
+    await wait_for_status(client, busy, run["run_id"], lambda s: s != "running")
     assert (await client.runs.get(busy, run["run_id"]))["status"] == "interrupted"
     assert (await client.threads.get(busy))["thread_id"] == busy
 

@@ -61,8 +61,18 @@ BODIES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "/threads/search": ({"limit": 5}, SEARCH_FIELDS),
     "/threads/count": ({}, SEARCH_FIELDS),
     "/assistants/search": ({"limit": 5}, ["graph_id", "name", "metadata", "limit", "offset",
-                                          "metadata.n"]),
+                                          "metadata.n", "sort_by", "sort_order", "select"]),
     "/assistants/count": ({}, ["graph_id", "name", "metadata"]),
+    "/assistants": ({"graph_id": "echo"}, ["graph_id", "assistant_id", "config", "context",
+                                           "metadata", "if_exists", "name", "description",
+                                           "config.configurable", "config.tags",
+                                           "config.recursion_limit", "metadata.n"]),
+    "/assistants/{assistant_id}": ({"metadata": {"f": 1}}, [
+        "graph_id", "config", "context", "metadata", "name", "description",
+        "config.configurable", "config.recursion_limit", "metadata.n"]),
+    "/assistants/{assistant_id}/versions": ({"limit": 5}, ["metadata", "limit", "offset",
+                                                           "metadata.n"]),
+    "/assistants/{assistant_id}/latest": ({"version": 1}, ["version"]),
     "/threads/{thread_id}": ({"metadata": {"b": 2}}, ["metadata"]),
     "/threads/{thread_id}/state": ({"values": {"messages": []}},
                                    ["values", "as_node", "checkpoint", "checkpoint_id"]),
@@ -97,7 +107,7 @@ BODIES.update({
 
 QUERY_KEYS = ["limit", "offset", "status", "stream_mode", "stream_modes", "xray", "wait",
               "action", "cancel_on_disconnect", "recurse", "subgraphs", "before", "metadata",
-              "namespace", "key", "refresh_ttl"]
+              "namespace", "key", "refresh_ttl", "delete_threads"]
 RAW_BODIES = [b"", b" ", b"{", b"[", b"null", b"0", b'"s"', b"[]", b"[{}]", b"\xff\xfe",
               b"{'a': 1}", b'{"a": NaN}', b'{"a": 1e400}', b'{"assistant_id": "echo"']
 
@@ -206,6 +216,7 @@ class Fuzzer:
             f"/threads/{self.thread_id}/state").json()["checkpoint_id"]
         self.cron_id = self.http.post("/runs/crons", json={**ECHO, "schedule": "@daily"}
                                       ).json()["cron_id"]
+        self.assistant_id = self.new_assistant()
         self.failures: list[str] = []
         self.requests = 0
 
@@ -215,11 +226,18 @@ class Fuzzer:
         assert r.status_code == 200, r.text
         return thread_id, r.headers["content-location"].rsplit("/", 1)[1]
 
-    def resolve_id(self, name: str, kind: str, junk: str, fresh: tuple[str, str] | None) -> str:
+    def new_assistant(self) -> str:
+        """A stored assistant (the real id of the assistant endpoints but the graph ones)."""
+        r = self.http.post("/assistants", json={"graph_id": "echo", "metadata": {"fuzz": 1}})
+        assert r.status_code == 200, r.text
+        return str(r.json()["assistant_id"])
+
+    def resolve_id(self, name: str, kind: str, junk: str, fresh: tuple[str, str] | None,
+                   assistant: str | None = None) -> str:
+        system = "echo" if kind == "real" else "046b5dc7-2108-582c-9c6c-31d556d138f0"
         real = {"thread_id": fresh[0] if fresh else self.thread_id,
                 "run_id": fresh[1] if fresh else self.run_id,
-                "assistant_id": "echo" if kind == "real" else
-                "046b5dc7-2108-582c-9c6c-31d556d138f0",
+                "assistant_id": assistant or system,
                 "checkpoint_id": self.checkpoint_id, "namespace": "child",
                 "cron_id": self.cron_id}[name]
         if kind == "real":
@@ -258,8 +276,16 @@ class Fuzzer:
         if example.method == "DELETE" and "real" in example.ids.values():
             fresh = self.new_thread_with_run()  # never delete the shared thread and run
         path = example.path
+        # stored assistants for the assistant endpoints, every other one a system assistant;
+        # a DELETE gets one of its own (never the shared one)
+        assistant = None
+        if path.startswith("/assistants/{") and not re.search(r"/(graph|schemas|subgraphs)",
+                                                               path):
+            assistant = (self.new_assistant() if example.method == "DELETE" else
+                         self.assistant_id if len(path) % 2 or example.method != "GET"
+                         else None)
         for name, kind in example.ids.items():
-            value = self.resolve_id(name, kind, example.junk_id, fresh)
+            value = self.resolve_id(name, kind, example.junk_id, fresh, assistant)
             path = path.replace("{" + name + "}", urllib.parse.quote(value, safe=""))
         headers = {"content-type": "application/json"}
         if example.last_event_id is not None:
@@ -360,6 +386,13 @@ def test_fuzz_every_endpoint(make_gateway: Callable[..., GatewayProcess]) -> Non
             if state.status_code != 200:
                 bad_states.append(f"{thread_id}: {state.status_code} {state.text[:200]}")
         assert not bad_states, "\n".join(bad_states[:20])
+        # every PATCH of the shared stored assistant wrote a version or nothing at all
+        current = http.get(f"/assistants/{fuzzer.assistant_id}")
+        assert current.status_code == 200, current.text
+        numbers = [v["version"] for v in http.post(
+            f"/assistants/{fuzzer.assistant_id}/versions", json={"limit": 1000}).json()]
+        assert numbers == list(range(len(numbers), 0, -1)), numbers
+        assert current.json()["version"] in numbers
         assert http.get("/ok").status_code == 200
     tracebacks = unexpected_tracebacks(server.log())
     assert not tracebacks, "\n\n".join(tracebacks[:5])
