@@ -231,8 +231,8 @@ class CustomAuth:
         """Call an authorization handler; its refusals become ``AuthRefused``.
 
         Raises:
-            AuthRefused: the handler raised ``HTTPException`` (its status) or failed an
-                ``assert`` (403).
+            AuthRefused: the handler raised ``HTTPException`` (its status), failed an
+                ``assert`` (403) or raised anything else (500, logged).
         """
         ctx = AuthContext(permissions=list(user.permissions) if user else [],
                           user=user,  # type: ignore[arg-type]
@@ -244,6 +244,9 @@ class CustomAuth:
                 from exc
         except AssertionError as exc:
             raise AuthRefused(403, str(exc) or "Forbidden") from exc
+        except Exception as exc:
+            logger.exception("the auth handler for %s.%s raised", resource, action)
+            raise AuthRefused(500, f"The auth handler for {resource}.{action} failed") from exc
 
 
 class CustomAuthMiddleware:

@@ -94,7 +94,7 @@ async def patch(request: Request) -> Response:
     config = _config(body.config)
     value: dict[str, Any] = {"assistant_id": assistant_id, "graph_id": body.graph_id,
                              "config": config, "context": body.context,
-                             "metadata": body.metadata, "name": body.name}
+                             "metadata": dict(body.metadata or {}), "name": body.name}
     auth = await authorize(request, "assistants", "update", value)
     metadata = value.get("metadata")
     changes = AssistantChanges(
@@ -178,7 +178,7 @@ async def count(request: Request) -> Response:
 
 async def _search_auth(request: Request, q: AssistantQuery) -> AuthFilter | None:
     return await authorize(request, "assistants", "search", {
-        "graph_id": q.graph_id, "metadata": q.metadata, "limit": q.limit,
+        "graph_id": q.graph_id, "metadata": dict(q.metadata or {}), "limit": q.limit,
         "offset": q.offset})
 
 

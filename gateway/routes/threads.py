@@ -77,7 +77,7 @@ async def search(request: Request) -> Response:
     """``POST /threads/search`` with ``X-Pagination-Total`` (and ``-Next`` when more exist)."""
     q = await parse_body(request, ThreadSearch, optional=True)
     found = await authorize(request, "threads", "search", {
-        "metadata": q.metadata, "values": q.values, "status": q.status, "limit": q.limit,
+        "metadata": dict(q.metadata or {}), "values": q.values, "status": q.status, "limit": q.limit,
         "offset": q.offset, "ids": q.ids, "thread_id": None})
     threads, more = await runtime_of(request).store.search_threads(
         ids=q.ids, metadata=q.metadata, values=q.values, status=q.status, limit=q.limit,
@@ -94,7 +94,7 @@ async def count(request: Request) -> Response:
     """``POST /threads/count`` -> a bare integer."""
     q = await parse_body(request, ThreadCount, optional=True)
     found = await authorize(request, "threads", "search", {
-        "metadata": q.metadata, "values": q.values, "status": q.status})
+        "metadata": dict(q.metadata or {}), "values": q.values, "status": q.status})
     n = await runtime_of(request).store.count_threads(metadata=q.metadata, values=q.values,
                                                       status=q.status, auth=found)
     return json_response(n)

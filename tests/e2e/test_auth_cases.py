@@ -193,3 +193,47 @@ async def test_assistants_are_their_owners(cases: GatewayProcess) -> None:
     out = await alice.runs.wait(None, a, input={"note": "x"})
     assert out["seen"]["user_id"] == "alice"
     assert (await alice.assistants.get(a))["name"] == "alice's"  # bob changed nothing
+
+
+@pytest.fixture
+def docs_handler(make_gateway: Any) -> GatewayProcess:
+    return make_gateway(  # type: ignore[no-any-return]
+        auth={"path": str(ROOT / "tests/auth_docs_handler.py") + ":auth"}).start()
+
+
+async def test_the_docs_owner_handler_works_everywhere(docs_handler: GatewayProcess) -> None:
+    """Every SDK call under the docs' ``add_owner`` handler: nothing fails, bob sees nothing of
+    alice's, and the store (whose values have no ``metadata``) stays usable for its owner."""
+    alice = get_client(url=docs_handler.url, headers={"Authorization": "Bearer alice"})
+    bob = get_client(url=docs_handler.url, headers={"Authorization": "Bearer bob"})
+    thread = await alice.threads.create()
+    t = thread["thread_id"]
+    await alice.threads.update(t, metadata={"x": 1})
+    assert len(await alice.threads.search()) == 1 and await alice.threads.count() == 1
+    await alice.runs.wait(t, "echo", input={"messages": [{"role": "user", "content": "a"}]})
+    assert len(await alice.runs.list(t)) == 1
+    assert len(await alice.threads.get_history(t)) >= 2
+    await alice.runs.wait(None, "echo", input={"messages": []})
+    assistant = await alice.assistants.create("echo", name="mine")
+    assert [a["assistant_id"] for a in await alice.assistants.search(graph_id="echo")] == [
+        assistant["assistant_id"]]
+    assert await alice.assistants.count(graph_id="echo") == 1
+    renamed = await alice.assistants.update(assistant["assistant_id"], name="renamed")
+    assert renamed["name"] == "renamed" and renamed["metadata"]["owner"] == "alice"
+    assert len(await alice.assistants.get_versions(assistant["assistant_id"])) == 2
+    cron = await alice.crons.create_for_thread(t, "echo", schedule="0 0 1 1 *")
+    assert [c["cron_id"] for c in await alice.crons.search()] == [cron["cron_id"]]
+    assert await bob.threads.search() == [] and await bob.threads.count() == 0
+    assert await bob.crons.search() == [] and await bob.assistants.count(graph_id="echo") == 0
+    # the store: values carry no owner, so this filter hides them; writes must carry it
+    await alice.store.put_item(["notes"], "k", {"text": "hi", "owner": "alice"})
+    assert (await alice.store.get_item(["notes"], "k"))["value"]["text"] == "hi"
+    assert await bob.store.get_item(["notes"], "k") is None
+    assert [i["key"] for i in (await alice.store.search_items(["notes"]))["items"]] == ["k"]
+    assert (await bob.store.search_items(["notes"]))["items"] == []
+    async with httpx.AsyncClient(base_url=docs_handler.url) as http:
+        r = await http.put("/store/items", headers={"Authorization": "Bearer bob"},
+                           json={"namespace": ["notes"], "key": "k", "value": {"owner": "bob"}})
+        assert r.status_code == 403  # alice's item is not bob's to replace
+    await alice.crons.delete(cron["cron_id"])
+    await alice.threads.delete(t)
