@@ -212,17 +212,7 @@ class HistoryRequest(_Model):
     checkpoint: CheckpointRef | None = None
 
 
-# ---- assistants ----------------------------------------------------------------------------
-
-
-class AssistantSearch(_Model):
-    """``POST /assistants/search`` and ``/assistants/count``."""
-
-    graph_id: str | None = None
-    name: str | None = None
-    metadata: dict[str, Any] | None = None
-    limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=2**31)
+# ---- assistants: gateway/assistant_schemas.py ---------------------------------------------
 
 
 # ---- runs ----------------------------------------------------------------------------------
