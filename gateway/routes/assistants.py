@@ -41,7 +41,6 @@ from gateway.schemas import parse_body
 from runtime.assistants.edit import AssistantChanges
 from runtime.assistants.types import API_FIELDS, AssistantRecord
 from runtime.auth_filter import AuthFilter
-from runtime.errors import AssistantVersionNotFound
 
 
 def _config(model: Any) -> dict[str, Any] | None:
@@ -138,12 +137,8 @@ async def latest(request: Request) -> Response:
     body = await parse_body(request, AssistantLatest, optional=True)
     auth = await authorize(request, "assistants", "update",
                            {"assistant_id": assistant_id, "version": body.version})
-    directory = directory_of(request)
-    if body.version is None:
-        await directory.get(assistant_id, auth, f"Assistant {assistant_id} not found")
-        raise AssistantVersionNotFound(assistant_id, None)
-    return json_response((await directory.set_latest(assistant_id, body.version, auth)
-                          ).to_api())
+    return json_response((await directory_of(request).set_latest(
+        assistant_id, body.version, auth)).to_api())
 
 
 def _projected(assistant: AssistantRecord, select: Sequence[str] | None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from runtime.auth_filter import AuthFilter
 from runtime.errors import (
     AssistantExists,
     AssistantNotFound,
+    AssistantVersionNotFound,
     GraphNotFound,
     InvalidAssistant,
     NothingToCancel,
@@ -180,7 +181,7 @@ class AssistantDirectory:
         except AssistantNotFound:
             raise AssistantNotFound(assistant_id, detail) from None
 
-    async def set_latest(self, assistant_id: str, version: int,
+    async def set_latest(self, assistant_id: str, version: int | None,
                          auth: AuthFilter | None = None) -> AssistantRecord:
         """``POST /assistants/{id}/latest``: make ``version`` current, every field of it
         (difference 2).
@@ -188,10 +189,14 @@ class AssistantDirectory:
         Raises:
             SystemAssistantReadOnly: a system assistant (409).
             AssistantNotFound: missing or hidden (404).
-            AssistantVersionNotFound: no such version (404).
+            AssistantVersionNotFound: no such version, or None (404 ``Version None not
+                found``, as the reference answers a body without one).
         """
         self._writable(assistant_id)
         detail = f"Assistant {assistant_id} not found"
+        if version is None:
+            await self.get(assistant_id, auth, detail)
+            raise AssistantVersionNotFound(assistant_id, None)
 
         def check(current: AssistantRecord) -> None:
             if not _visible(current, auth):

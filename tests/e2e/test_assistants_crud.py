@@ -154,7 +154,8 @@ async def test_system_assistants_are_read_only(server: GatewayProcess) -> None:
         for method, path, body in [
                 ("PATCH", f"/assistants/{ECHO_SYSTEM_ID}", {"name": "renamed"}),
                 ("DELETE", f"/assistants/{ECHO_SYSTEM_ID}", None),
-                ("POST", f"/assistants/{ECHO_SYSTEM_ID}/latest", {"version": 1})]:
+                ("POST", f"/assistants/{ECHO_SYSTEM_ID}/latest", {"version": 1}),
+                ("POST", f"/assistants/{ECHO_SYSTEM_ID}/latest", {})]:
             r = await http.request(method, path, json=body)
             assert r.status_code == 409, (method, path, r.text)
             assert "system assistant" in r.json()["detail"]
