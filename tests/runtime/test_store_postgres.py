@@ -198,15 +198,15 @@ async def test_an_unreachable_database_fails_at_once(pg_url: str) -> None:
 
 async def test_a_version_1_database_upgrades_in_place(pg_url: str) -> None:
     """A database a version-1 gateway created (runs pending, one of them delayed) is migrated
-    to the current version (5) once by several processes starting at once; a version-1
-    process still connected keeps admitting on its session (versions 2 to 5 add functions
+    to the current version (6) once by several processes starting at once; a version-1
+    process still connected keeps admitting on its session (versions 2 to 6 add functions
     and tables, no column: its cached ``gw_admit_run_v1`` row type stays valid), and the old
     runs are claimable."""
     with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
         conn.execute(VERSION_TABLE)
         conn.execute(MIGRATIONS[0].encode())
         conn.execute("INSERT INTO store_schema (id, version) VALUES (1, 1)")
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     old_pool: AsyncConnectionPool[postgres.Conn] = AsyncConnectionPool(
         pg_url, min_size=1, max_size=1, open=False, kwargs={"autocommit": True},
         configure=postgres._configure)
@@ -228,7 +228,8 @@ async def test_a_version_1_database_upgrades_in_place(pg_url: str) -> None:
             async with anyio.create_task_group() as tg:
                 for _ in range(3):
                     tg.start_soon(start)
-        assert sorted(found) == [1, 5, 5]  # one upgraded, the others found it done
+        # one process upgraded, the others found it done
+        assert sorted(found) == [1, SCHEMA_VERSION, SCHEMA_VERSION]
 
         late = new_run("t1")
         await old.admit_run(late, create_thread=False)  # same session, after ALTER TABLE
@@ -239,7 +240,7 @@ async def test_a_version_1_database_upgrades_in_place(pg_url: str) -> None:
             rows = conn.execute("SELECT run_id, status FROM runs ORDER BY seq")
             assert rows.fetchall() == [(first.run_id, "running"), (delayed.run_id, "running"),
                                        (late.run_id, "pending")]
-            assert conn.execute("SELECT version FROM store_schema").fetchone() == (5,)
+            assert conn.execute("SELECT version FROM store_schema").fetchone() == (SCHEMA_VERSION,)
     finally:
         await old_pool.close()
 
