@@ -77,8 +77,8 @@ async def search(request: Request) -> Response:
     """``POST /threads/search`` with ``X-Pagination-Total`` (and ``-Next`` when more exist)."""
     q = await parse_body(request, ThreadSearch, optional=True)
     found = await authorize(request, "threads", "search", {
-        "metadata": dict(q.metadata or {}), "values": q.values, "status": q.status, "limit": q.limit,
-        "offset": q.offset, "ids": q.ids, "thread_id": None})
+        "metadata": dict(q.metadata or {}), "values": q.values, "status": q.status,
+        "limit": q.limit, "offset": q.offset, "ids": q.ids, "thread_id": None})
     threads, more = await runtime_of(request).store.search_threads(
         ids=q.ids, metadata=q.metadata, values=q.values, status=q.status, limit=q.limit,
         offset=q.offset, sort_by=q.sort_by, sort_order=q.sort_order, auth=found,
