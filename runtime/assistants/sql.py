@@ -16,7 +16,9 @@ import orjson
 
 from runtime.assistants.types import SORT_COLUMNS, AssistantRecord, name_key
 from runtime.auth_filter import AuthFilter
+from runtime.store.filters import auth_clause as sqlite_auth_clause
 from runtime.store.filters import check_filter, json_filters
+from runtime.store.postgres_schema import auth_clause as pg_auth_clause
 
 ASSISTANT_COLS = ("assistant_id, graph_id, config, context, metadata, name, description, "
                   "version, created_at, updated_at, name_key")
@@ -40,6 +42,8 @@ class Dialect:
         substring: ``(column) -> sql`` true when the next parameter is a substring of it.
         false: the SQL literal for "matches nothing".
         true: the SQL literal for "matches everything".
+        auth: ``(filter, args, column) -> sql``: the engine's authorization-filter clause
+            (runtime/store/filters.py, runtime/store/postgres_schema.py ``auth_clause``).
     """
 
     mark: str
@@ -50,6 +54,7 @@ class Dialect:
     substring: Callable[[str], str]
     false: str
     true: str
+    auth: Callable[[AuthFilter, list[Any], str], str]
 
 
 def _sqlite_contains(column: str, wanted: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -62,22 +67,16 @@ def _pg_contains(column: str, wanted: dict[str, Any]) -> tuple[str, list[Any]]:
 
 
 SQLITE = Dialect("?", "?", "?", "", _sqlite_contains,
-                 lambda column: f"instr({column}, ?) > 0", "0", "1")
+                 lambda column: f"instr({column}, ?) > 0", "0", "1", sqlite_auth_clause)
 POSTGRES = Dialect("%s", "%s::jsonb", "%s::text", ' COLLATE "C"', _pg_contains,
-                   lambda column: f"strpos({column}, %s) > 0", "false", "true")
+                   lambda column: f"strpos({column}, %s) > 0", "false", "true", pg_auth_clause)
 
 
 def auth_sql(dialect: Dialect, auth: AuthFilter) -> tuple[str, list[Any]]:
-    """An authorization filter over ``metadata``: its alternatives ORed (none: false)."""
-    parts: list[str] = []
+    """An authorization filter over ``metadata``: its alternatives ORed (none: false), as
+    the thread search applies it (the engine's ``auth_clause``)."""
     args: list[Any] = []
-    for alternative in auth.alternatives:
-        if not alternative:
-            return dialect.true, []
-        sql, more = dialect.contains("metadata", alternative)
-        parts.append(sql)
-        args.extend(more)
-    return ("(" + " OR ".join(parts) + ")" if parts else dialect.false), args
+    return dialect.auth(auth, args, "metadata"), args
 
 
 def where_sql(
