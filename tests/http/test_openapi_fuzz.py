@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gateway.auth import PUBLIC_PATHS
+from tests.http.test_fuzz import unexpected_tracebacks
 from tests.server import ROOT, GatewayProcess
 
 KEY = "fuzz-key"
@@ -160,6 +161,7 @@ def test_every_operation_of_the_served_document(keyed: GatewayProcess) -> None:
     assert not failures, f"{len(failures)} bad answers:\n" + "\n".join(failures[:30])
     assert httpx.post(keyed.url + "/threads/count", json={}).status_code == 401
     assert http.get(f"/threads/{thread_id}").status_code == 200  # still there
+    _check_intact(http, keyed, {})
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +192,19 @@ def test_every_operation_under_custom_auth(guarded: GatewayProcess) -> None:
     after = http.get(f"/threads/{thread_id}", headers=alice)
     assert after.status_code == 200
     assert after.json()["metadata"]["owner"] == "alice"
+    _check_intact(http, guarded, alice)
+    for who in ("alice", "bob"):  # every thread is its creator's: none without an owner
+        page = http.post("/threads/search", json={"limit": 1000}, headers=CALLERS[who])
+        assert all(t["metadata"].get("owner") == who for t in page.json()), who
+
+
+def _check_intact(http: httpx.Client, server: GatewayProcess, headers: dict[str, str]) -> None:
+    """Nothing half-written: every thread's state reads back, and the log has no traceback
+    (a run failing on its input excepted: that is the run's outcome)."""
+    page = http.post("/threads/search", json={"limit": 1000}, headers=headers)
+    assert page.status_code == 200, page.text
+    for thread in page.json():
+        state = http.get(f"/threads/{thread['thread_id']}/state", headers=headers)
+        assert state.status_code == 200, (thread["thread_id"], state.text[:200])
+    tracebacks = unexpected_tracebacks(server.log())
+    assert not tracebacks, "\n\n".join(tracebacks[:5])
