@@ -33,7 +33,15 @@ from bench.longthread import long_thread, long_thread_limits
 from bench.reference import ensure_reference, reference_version
 from bench.report import format_table, format_targets, table_rows, targets, write_json
 from bench.runs import get_ok, sse_rate, stream_first_event, wait_scenarios
-from bench.servers import Cluster, Server, start_cluster, start_gateway, start_reference
+from bench.servers import (
+    AUTH_HEADERS,
+    Cluster,
+    Server,
+    start_cluster,
+    start_gateway,
+    start_gateway_with_auth,
+    start_reference,
+)
 from bench.streams import fanout, idle_streams
 
 SCENARIOS = ("wait", "get_ok", "stream", "sse", "fanout", "idle", "growth", "longthread")
@@ -43,13 +51,16 @@ SQLITE_BRIDGE_SCENARIOS = {"wait", "stream", "sse", "fanout"}
 PG_SCENARIOS = SQLITE_BRIDGE_SCENARIOS | {"longthread"}
 
 
-async def bench_server(server: Server | Cluster, b: Budget, only: set[str]) -> dict[str, Any]:
+async def bench_server(server: Server | Cluster, b: Budget, only: set[str],
+                       headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Every selected scenario against one server (or a cluster, its requests balanced round
-    robin over its processes); a failing scenario records its error."""
+    robin over its processes); a failing scenario records its error. ``headers``: credentials
+    sent with every request (then the ``wait`` burst, whose client sends none, is skipped)."""
     out: dict[str, Any] = {}
-    async with Clients(server.url, ports=getattr(server, "ports", None)) as clients:
+    async with Clients(server.url, ports=getattr(server, "ports", None),
+                       headers=headers) as clients:
         steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-            "wait": lambda: wait_scenarios(clients, b, server.cpu_s),
+            "wait": lambda: wait_scenarios(clients, b, server.cpu_s, burst_too=not headers),
             "get_ok": lambda: get_ok(clients, b),
             "stream": lambda: stream_first_event(clients, b),
             "sse": lambda: sse_rate(clients, b),
@@ -74,12 +85,23 @@ async def bench_server(server: Server | Cluster, b: Budget, only: set[str]) -> d
 
 
 def _run_server(start: Callable[[], Server | Cluster], b: Budget,
-                only: set[str]) -> dict[str, Any]:
+                only: set[str], headers: dict[str, str] | None = None) -> dict[str, Any]:
     server = start()
     try:
-        return asyncio.run(bench_server(server, b, only))
+        return asyncio.run(bench_server(server, b, only, headers))
     finally:
         server.stop()
+
+
+def _auth_cost(results: dict[str, Any]) -> str | None:
+    """One line: server CPU per ``/runs/wait`` run with custom auth over without, c=8."""
+    try:
+        with_auth = results["ours_auth"]["wait"]["c8"]["cpu_ms_per_run"]
+        without = results["ours"]["wait"]["c8"]["cpu_ms_per_run"]
+    except (KeyError, TypeError):
+        return None
+    return (f"\ncustom auth (examples/auth.py), /runs/wait c=8, server CPU per run: "
+            f"{with_auth:.2f} ms vs {without:.2f} ms without auth ({with_auth / without:.2f}x)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(requests balanced round robin over them)")
     parser.add_argument("--only", default=",".join(SCENARIOS + ("limits",)),
                         help="comma list of: " + ", ".join(SCENARIOS + ("limits",)))
+    parser.add_argument("--auth", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure /runs/wait under custom auth (examples/auth.py)")
     parser.add_argument("--keep-tmp", action="store_true", help="keep data folders and logs")
     args = parser.parse_args(argv)
     b = QUICK if args.quick else FULL
@@ -113,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("our gateway ...", flush=True)
         results["ours"] = _run_server(lambda: start_gateway(tmp), b, only)
+        if args.auth and "wait" in only:
+            print("our gateway, custom auth (examples/auth.py) ...", flush=True)
+            results["ours_auth"] = _run_server(lambda: start_gateway_with_auth(tmp), b,
+                                               {"wait"}, AUTH_HEADERS)
         if args.sqlite_bridge and only & SQLITE_BRIDGE_SCENARIOS:
             print("our gateway, bridge: sqlite ...", flush=True)
             results["ours_sqlite"] = _run_server(lambda: start_gateway(tmp, "sqlite"), b,
@@ -161,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     print("\ntargets of issue 6 (our gateway):")
     print(format_targets(goals))
+    auth_line = _auth_cost(results)
+    if auth_line:
+        print(auth_line)
     for note in notes:
         print("note:", note)
     path = write_json({

@@ -46,7 +46,8 @@ class RoundRobin(httpx.AsyncBaseTransport):
 
 
 def make_client(base_url: str, max_connections: int = 64,
-                ports: list[int] | None = None) -> httpx.AsyncClient:
+                ports: list[int] | None = None,
+                headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """One AsyncClient (HTTP/1.1) with a pool of ``max_connections``; with ``ports``, its
     requests go round robin to those ports of ``base_url``'s host (``RoundRobin``).
 
@@ -56,26 +57,30 @@ def make_client(base_url: str, max_connections: int = 64,
                           max_keepalive_connections=max_connections, keepalive_expiry=2.0)
     timeout = httpx.Timeout(120.0, connect=30.0, pool=120.0)
     if ports and len(ports) > 1:
-        return httpx.AsyncClient(base_url=base_url, timeout=timeout,
+        return httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers,
                                  transport=RoundRobin(ports, limits))
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout, http2=False)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout, http2=False,
+                             headers=headers)
 
 
 class Clients:
     """Pooled AsyncClients for one server: ``clients(i)`` is the shard of worker ``i``
-    (workers ``0-15`` share shard 0, ``16-31`` shard 1, ...). Use as an async context."""
+    (workers ``0-15`` share shard 0, ``16-31`` shard 1, ...). Use as an async context.
+    ``headers`` go with every request (credentials for a gateway with auth)."""
 
-    def __init__(self, base_url: str, shard: int = 16, ports: list[int] | None = None) -> None:
+    def __init__(self, base_url: str, shard: int = 16, ports: list[int] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url
         self.shard = shard
         self.ports = ports
+        self.headers = headers
         self._clients: list[httpx.AsyncClient] = []
 
     def __call__(self, i: int = 0) -> httpx.AsyncClient:
         k = i // self.shard
         while len(self._clients) <= k:
             self._clients.append(make_client(self.base_url, max_connections=4 * self.shard,
-                                             ports=self.ports))
+                                             ports=self.ports, headers=self.headers))
         return self._clients[k]
 
     async def __aenter__(self) -> Clients:

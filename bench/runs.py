@@ -42,12 +42,13 @@ async def wait_run_raw(base_url: str, thread_id: str) -> None:
 
 
 async def wait_scenarios(clients: Clients, b: Budget,
-                         cpu_s: Callable[[], float] | None = None) -> dict[str, Any]:
+                         cpu_s: Callable[[], float] | None = None,
+                         burst_too: bool = True) -> dict[str, Any]:
     """Scenario 1: ``/runs/wait`` at each concurrency level (one thread per worker), then
     ``b.burst`` concurrent requests at once (one thread and one new connection each, sent by
     the lean client of ``bench.rawhttp``: httpx was the bottleneck there). With ``cpu_s``
     (the server's CPU seconds so far), each level also records the server's CPU milliseconds
-    per run."""
+    per run. ``burst_too=False`` skips the burst (its lean client sends no credentials)."""
     out: dict[str, Any] = {}
     warm = await create_threads(clients, 1)
     for _ in range(3):
@@ -60,6 +61,8 @@ async def wait_scenarios(clients: Clients, b: Budget,
         out[f"c{level}"] = res.summary()
         if cpu_s and res.latencies:
             out[f"c{level}"]["cpu_ms_per_run"] = 1000 * (cpu_s() - cpu0) / len(res.latencies)
+    if not burst_too:
+        return out
     threads = await create_threads(clients, b.burst)
     res = await burst([lambda t=t: wait_run_raw(clients.base_url, t) for t in threads])
     out["burst"] = {**res.summary(), "concurrency": b.burst}

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -133,6 +134,25 @@ def start_gateway(tmp: Path, bridge: str = "memory",
            **(engines or {})}
     name = "ours" if bridge == "memory" else f"ours-{bridge}"
     return Server(name, cmd, ROOT, tmp / f"{name}.log", env).wait_ready()
+
+
+def start_gateway_with_auth(tmp: Path) -> Server:
+    """Our gateway on ``bench/config.yaml`` plus custom auth (``examples/auth.py``: a token
+    lookup, an owner stamp and filter on every thread call); clients send
+    ``AUTH_HEADERS``."""
+    config = yaml.safe_load((BENCH / "config.yaml").read_text())
+    config["graphs"] = {k: str((BENCH / v.split(":")[0]).resolve()) + ":" + v.split(":")[1]
+                        for k, v in config["graphs"].items()}
+    config["auth"] = {"path": str(ROOT / "examples" / "auth.py") + ":auth"}
+    path = tmp / "config-auth.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(path),
+           "--port", "{port}", "--log-level", "warning"]
+    env = {"GATEWAY_DATA_DIR": str(tmp / "gateway-auth"), "GATEWAY_BRIDGE": "memory"}
+    return Server("ours-auth", cmd, ROOT, tmp / "ours-auth.log", env).wait_ready()
+
+
+AUTH_HEADERS = {"Authorization": "Bearer alice-token"}
 
 
 def start_reference(tmp: Path, langgraph_bin: Path) -> Server:
