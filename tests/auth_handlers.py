@@ -44,7 +44,8 @@ def authenticate(headers: dict[bytes, bytes], authorization: str | None, path: s
             f.write(f"{method} {path} {token}\n")
     if token in ("alice", "bob", "weird", "ne"):
         perms = ["weird"] if token == "weird" else ["ne"] if token == "ne" else ["rw"]
-        return {"identity": token, "permissions": perms, "org": f"org-of-{token}"}
+        return {"identity": token, "permissions": perms, "org": f"org-of-{token}",
+                "teams": frozenset({"red"})}  # not JSON: the gateway encodes it
     if token == "tuple-dave":
         return (["p1", "p2"], "dave")
     if token == "obj-erin":

@@ -20,6 +20,7 @@ from runtime.assistants.directory import resolve_for_run
 from runtime.auth_filter import AuthFilter
 from runtime.core import Runtime
 from runtime.errors import AssistantNotFound, ThreadExists, ThreadNotFound
+from runtime.serialization import to_jsonable
 from runtime.spec import RunSpec
 from runtime.types import Thread
 
@@ -108,7 +109,9 @@ def auth_configurable(request: Request) -> dict[str, Any] | None:
     user = current_user(request)
     if user is None:
         return None
-    return {"langgraph_auth_user": user.to_dict(), "langgraph_auth_user_id": user.identity,
+    # JSON-safe: the run's config is stored (an extra field may be any object)
+    return {"langgraph_auth_user": to_jsonable(user.to_dict()),
+            "langgraph_auth_user_id": user.identity,
             "langgraph_auth_permissions": list(user.permissions)}
 
 

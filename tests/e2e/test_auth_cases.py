@@ -64,6 +64,7 @@ async def test_authenticate_results_and_refusals(cases: GatewayProcess) -> None:
     out = await get_client(url=cases.url, api_key="alice").runs.wait(
         None, "whoami", input={"note": "x"})
     assert out["seen"]["user"]["org"] == "org-of-alice"  # extra fields reach the graph
+    assert out["seen"]["user"]["teams"] == ["red"]
     assert out["seen"]["user"]["display_name"] == "alice"
 
 
