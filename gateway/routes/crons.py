@@ -164,9 +164,12 @@ async def _authorize_create(request: Request, body: CronCreate, payload: dict[st
 
 
 async def _guard_cron(request: Request, action: str, cron: Cron,
-                      changes: dict[str, Any] | None = None) -> None:
+                      changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """``crons.<action>`` on ``cron``: a filter that hides it answers as a missing cron (the
     detail of a PATCH on a missing cron differs from the others', as the stores give it).
+
+    Returns:
+        The value the handler saw (and may have changed, e.g. stamped ``metadata``).
 
     Raises:
         AuthRefused: the handler refused. CronNotFound: hidden.
@@ -177,6 +180,7 @@ async def _guard_cron(request: Request, action: str, cron: Cron,
         if action == "update":
             raise CronNotFound(cron.cron_id, f"Cron '{cron.cron_id}' not found")
         raise CronNotFound(cron.cron_id)
+    return value
 
 
 async def create_stateless(request: Request) -> Response:
@@ -222,12 +226,16 @@ async def patch_cron(request: Request) -> Response:
     if not raw:
         raise BadRequest("Request body cannot be empty")
     raw.pop(AUTH_PAYLOAD_KEY, None)
+    metadata_patch = _metadata(body.metadata)
     if auth_configured(request):
         try:
             cron = await runtime_of(request).crons.get_cron(cron_id)
         except CronNotFound:  # as update_cron answers a missing cron
             raise CronNotFound(cron_id, f"Cron '{cron_id}' not found") from None
-        await _guard_cron(request, "update", cron, raw)
+        value = await _guard_cron(request, "update", cron,
+                                  {**raw, "metadata": dict(body.metadata or {})})
+        if isinstance(value.get("metadata"), dict):  # the handler's stamps are kept
+            metadata_patch = _metadata(value["metadata"])
     if isinstance(raw.get("webhook"), str):
         await check_webhook(request, raw["webhook"])
     rt = runtime_of(request)
@@ -245,7 +253,7 @@ async def patch_cron(request: Request) -> Response:
         config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
         payload["config"] = config
         validate_run_fields(payload, cron.thread_id)
-        _check_policy(payload, {**cron.metadata, **_metadata(body.metadata)})
+        _check_policy(payload, {**cron.metadata, **metadata_patch})
         on_completed = cron.on_run_completed
         if cron.thread_id is None and body.on_run_completed is not None:
             on_completed = body.on_run_completed
@@ -253,7 +261,7 @@ async def patch_cron(request: Request) -> Response:
             schedule=schedule, timezone=tz, next_run_date=next_run, payload=payload,
             end_time=end_time if "end_time" in raw else cron.end_time,
             enabled=cron.enabled if body.enabled is None else body.enabled,
-            metadata={**cron.metadata, **_metadata(body.metadata)},
+            metadata={**cron.metadata, **metadata_patch},
             on_run_completed=on_completed, updated_at=now_iso())
 
     return json_response((await rt.crons.update_cron(cron_id, apply)).to_api())

@@ -119,6 +119,8 @@ async def test_crons_are_their_creators(cases: GatewayProcess) -> None:
                                     config={"configurable": {"langgraph_auth_user_id": "bob"}})
     assert cron["metadata"] == {"owner": "alice"} and cron["user_id"] == "alice"
     assert "_gateway_auth" not in cron["payload"]
+    patched = await alice.crons.update(cron["cron_id"], metadata={"owner": "bob", "k": 1})
+    assert patched["metadata"] == {"owner": "alice", "k": 1}  # the handler's stamp wins
     assert await bob.crons.search() == [] and await bob.crons.count() == 0
     async with httpx.AsyncClient(base_url=cases.url) as http:
         missing = "00000000-0000-4000-8000-00000000c0de"
