@@ -131,6 +131,8 @@ async def test_each_user_works_on_their_own(example: GatewayProcess) -> None:
     # a spoofed owner is overwritten by the handler's stamp
     ta = await alice.threads.create(metadata={"owner": "bob"})
     assert ta["metadata"]["owner"] == "alice"
+    patched = await alice.threads.update(ta["thread_id"], metadata={"owner": "bob"})
+    assert patched["metadata"]["owner"] == "alice"  # nor can a PATCH hand it over
     tb = await bob.threads.create()
     assert tb["metadata"] == {"owner": "bob"}
     assert [x["thread_id"] for x in await bob.threads.search()] == [tb["thread_id"]]
