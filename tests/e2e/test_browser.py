@@ -62,13 +62,17 @@ def test_browser_suite(tmp_path: Path) -> None:
     server = GatewayProcess(write_config(tmp_path, graphs=graphs)).start()
     keyed = GatewayProcess(write_config(tmp_path / "keyed", graphs=graphs,
                                         auth={"api_keys": ["browser-key"]})).start()
+    authed = GatewayProcess(write_config(
+        tmp_path / "authed", graphs=graphs,
+        auth={"path": str(ROOT / "examples/auth.py") + ":auth"})).start()
     try:
         page = httpx.get(server.url + "/ui/", timeout=5)
         assert page.status_code == 200 and "<div id=\"root\">" in page.text, (
             f"GET /ui/ -> {page.status_code}: {page.text[:300]} "
             "(are gateway/routes/ui.py's routes in gateway/app.py?)")
         env = {**os.environ, "GATEWAY_URL": server.url, "CHROMIUM_PATH": CHROMIUM,
-               "GATEWAY_KEYED_URL": keyed.url, "GATEWAY_API_KEY": "browser-key"}
+               "GATEWAY_KEYED_URL": keyed.url, "GATEWAY_API_KEY": "browser-key",
+               "GATEWAY_AUTH_URL": authed.url, "GATEWAY_AUTH_KEY": "alice-token"}
         # The files themselves, not the folder: newer Node versions read arguments as globs.
         suite = [str(p.relative_to(ROOT)) for p in sorted(BROWSER_TESTS.glob("*.test.mjs"))]
         assert suite, "no tests/browser/*.test.mjs"
@@ -87,3 +91,4 @@ def test_browser_suite(tmp_path: Path) -> None:
     finally:
         server.stop()
         keyed.stop()
+        authed.stop()
