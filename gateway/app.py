@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import openapi
-from gateway.auth import ApiKeyAuth, CustomAuth, CustomAuthMiddleware
+from gateway.auth import PUBLIC_PATHS, ApiKeyAuth, CustomAuth, CustomAuthMiddleware
 from gateway.errors import STATUS_BY_ERROR, handle_error
 from gateway.limits import BodyLimit
 from gateway.routes import assistants, crons, runs, store, system, threads, ui
@@ -71,5 +71,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.custom_auth = custom_auth
     app.state.webhooks = settings.webhook_config()
-    app.state.openapi = openapi.build_openapi(app.routes, "LangGraph run gateway")
+    app.state.openapi = openapi.build_openapi(
+        app.routes, "LangGraph run gateway",
+        secured=bool(custom_auth is not None or settings.api_keys()), public=PUBLIC_PATHS)
     return app

@@ -71,8 +71,18 @@ def _doc(func: Callable[..., Any]) -> tuple[str, str]:
     return first.strip(), rest.strip()
 
 
-def build_openapi(routes: list[BaseRoute], title: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``routes`` (module docstring)."""
+SECURITY_SCHEMES = {
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
+               "description": "What the official SDKs send (api_key=...)."},
+    "bearer": {"type": "http", "scheme": "bearer"},
+}
+
+
+def build_openapi(routes: list[BaseRoute], title: str, secured: bool = False,
+                  public: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes`` (module docstring). ``secured``: the gateway
+    requires credentials (API keys or custom auth), so the document declares the
+    ``X-Api-Key`` and bearer schemes for every path but ``public`` ones, and a 401."""
     operations: list[tuple[str, str, Callable[..., Any]]] = []
     for route in routes:
         if not isinstance(route, Route) or route.path.startswith("/ui"):
@@ -99,6 +109,15 @@ def build_openapi(routes: list[BaseRoute], title: str) -> dict[str, Any]:
             "summary": summary, "responses": {"200": {"description": "OK"}, **ERRORS}}
         if description:
             op["description"] = description
+        if secured:
+            if path in public:
+                op["security"] = []
+            else:
+                op["responses"]["401"] = {
+                    "description": "No or invalid credentials", "content": {
+                        "application/json": {"schema": {
+                            "$ref": "#/components/schemas/ErrorDetail"}}}}
+                op["responses"]["403"] = {"description": "Forbidden by an auth handler"}
         params = [{"name": name, "in": "path", "required": True,
                    "schema": {"type": "string", "format": "uuid"} if name.endswith("_id")
                    else {"type": "string"}} for name in _PARAM.findall(path)]
@@ -118,8 +137,13 @@ def build_openapi(routes: list[BaseRoute], title: str) -> dict[str, Any]:
         api_version = version("langgraph-run-gateway")
     except PackageNotFoundError:
         api_version = "0"
-    return {"openapi": "3.1.0", "info": {"title": title, "version": api_version},
-            "paths": paths, "components": {"schemas": schemas}}
+    document: dict[str, Any] = {"openapi": "3.1.0",
+                                "info": {"title": title, "version": api_version},
+                                "paths": paths, "components": {"schemas": schemas}}
+    if secured:
+        document["components"]["securitySchemes"] = SECURITY_SCHEMES
+        document["security"] = [{"apiKey": []}, {"bearer": []}]
+    return document
 
 
 async def openapi_json(request: Request) -> Response:

@@ -57,3 +57,25 @@ async def test_the_document_describes_every_endpoint(gateway_url: str) -> None:
     assert {"wait", "action"} <= {p["name"] for p in cancel["parameters"] if p["in"] == "query"}
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "/threads/{thread_id}/runs/crons" in page.text and "assistant_id</code>*" in page.text
+
+
+async def test_a_guarded_gateway_declares_its_security(make_gateway: Any) -> None:
+    """With API keys or custom auth, the document declares the ``X-Api-Key`` and bearer
+    schemes and a 401 on every guarded operation; the public paths need none."""
+    server = make_gateway(auth={"api_keys": ["k"]}).start()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        spec = (await http.get("/openapi.json")).json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "apiKey", "in": "header", "name": "X-Api-Key",
+        "description": "What the official SDKs send (api_key=...)."}
+    assert spec["security"] == [{"apiKey": []}, {"bearer": []}]
+    assert "401" in spec["paths"]["/threads/search"]["post"]["responses"]
+    assert spec["paths"]["/ok"]["get"]["security"] == []
+    assert "401" not in spec["paths"]["/ok"]["get"]["responses"]
+
+
+async def test_an_open_gateway_declares_no_security(gateway_url: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway_url) as http:
+        spec = (await http.get("/openapi.json")).json()
+    assert "security" not in spec and "securitySchemes" not in spec["components"]
+    assert "401" not in spec["paths"]["/threads/search"]["post"]["responses"]
