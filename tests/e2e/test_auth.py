@@ -80,7 +80,21 @@ def _requests(t: str, r: str) -> list[tuple[str, str, Any]]:
     ]
 
 
-async def test_bob_sees_alices_thread_as_missing(example: GatewayProcess) -> None:
+AUTH_MODULES = {"example": ROOT / "examples/auth.py", "docs": ROOT / "tests/auth_docs_handler.py"}
+
+
+@pytest.fixture(params=["example-sqlite", "example-postgres", "docs-sqlite"])
+def owner_gateway(request: pytest.FixtureRequest, make_gateway: Any) -> GatewayProcess:
+    """A gateway guarded by examples/auth.py (SQLite, PostgreSQL) or by the docs' canonical
+    ``add_owner`` handler, verbatim (tests/auth_docs_handler.py)."""
+    module, engine = request.param.split("-")
+    extra = {"database_url": request.getfixturevalue("pg_url")} if engine == "postgres" else {}
+    return make_gateway(  # type: ignore[no-any-return]
+        auth={"path": str(AUTH_MODULES[module]) + ":auth"}, **extra).start()
+
+
+async def test_bob_sees_alices_thread_as_missing(owner_gateway: GatewayProcess) -> None:
+    example = owner_gateway
     t, r = await _alice_thread(example.url)
     alice = get_client(url=example.url, headers=ALICE)
     before = await alice.threads.get_state(t)
