@@ -5,24 +5,13 @@ What it owns: the Redis copy of every run log this process publishes, and (throu
 ``RedisStreamReader``, runtime/bridge/redis_reader.py) the reading of run logs that other
 processes publish. The process that executes a run publishes into its local
 in-memory log (``MemoryStreamBridge``: local subscribers are served from memory with no Redis
-round trip) and a flusher task (``run``) copies each event into Redis in pipelined batches (one
-Lua call per run per batch appends its events, trims and rolls the TTL). A subscription to a
-run that is not in local memory reads the run's Redis Stream: replay after the cursor, then
-live, until the end marker.
+round trip) and a flusher task (``run``; ``RedisStreamWriter``, runtime/bridge/redis_writer.py)
+copies each event into Redis in pipelined batches (one Lua call per run per batch appends its
+events, trims and rolls the TTL). A subscription to a run that is not in local memory reads the
+run's Redis Stream: replay after the cursor, then live, until the end marker.
 
-Key layout (``key_prefix`` defaults to ``gw:``):
-
-``<prefix>run:<run_id>``: a Redis Stream, one entry per event, with the EXPLICIT id
-    ``<ms>-<seq>`` of the event (so a ``Last-Event-ID`` is a Redis id) and the fields
-    ``event`` (the SSE event name) and ``data`` (the payload bytes). Besides events:
-    a start marker ``<ms>-0 {start: 1}`` written by ``open`` (below every event id of that
-    attempt: a join between ``open`` and the first event waits instead of ending; ``announce``
-    writes one at admission for a run another process may execute), and one end
-    marker ``<ms>-<last seq + 1> {end: closed|aborted}`` written by ``close`` / ``abort`` /
-    ``discard`` (or with a Redis-made id by ``end_stream``, for a run whose owner died).
-    While the run is live the key has a rolling TTL of ``live_ttl_s`` (refreshed with every
-    batch and every ``live_ttl_s / 4`` for every open run, so a crashed owner's stream still
-    expires); after the end marker, ``retention_s``.
+The key layout (one Redis Stream per run, ``<prefix>run:<run_id>``, its ids, start and end
+markers and TTLs) is in runtime/bridge/redis_layout.py's docstring.
 
 The reader half (one reader task per process, the replicas of remote runs) is
 runtime/bridge/redis_reader.py: its docstring has the reader design, invariants 5-6 and limits
@@ -69,44 +58,22 @@ Deliberate differences from the reference:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from runtime.bridge.memory import MemoryStreamBridge
 from runtime.bridge.protocol import FROM_START, BridgeLimits, Cursor
-from runtime.bridge.redis_reader import (
-    _ABORTED,
-    _CLOSED,
-    _FIELD_END,
-    _FIELD_START,
-    RedisStreamReader,
-    _parse_id,
-    _Replica,
-)
+from runtime.bridge.redis_layout import _ABORTED, _CLOSED, _FIELD_END, _parse_id
+from runtime.bridge.redis_reader import RedisStreamReader, _Replica
+from runtime.bridge.redis_writer import RedisStreamWriter, _Op
 from runtime.types import StreamEvent, StreamGap
 
 logger = logging.getLogger(__name__)
-
-# KEYS[1]: a run's stream; ARGV: maxlen, ttl_ms ("" = keep), minid ("" = no trim), then
-# (id, event, data) per event. One call per run per batch: one reply, not one per event.
-# Returns how many XADDs Redis refused (an id at or below the top: a retried batch).
-_APPEND_LUA = """
-local refused = 0
-for i = 4, #ARGV, 3 do
-  local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i],
-                        'event', ARGV[i + 1], 'data', ARGV[i + 2])
-  if type(r) == 'table' and r.err then refused = refused + 1 end
-end
-if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3]) end
-if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return refused
-"""
 
 # KEYS[1]: a run's stream; ARGV: start marker id, ttl_ms. Creates the stream only if missing.
 _ANNOUNCE_LUA = """
@@ -116,21 +83,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# queued ops, in order (invariant 3)
-_Reset = tuple[Literal["reset"], str, str]  # DEL + start marker id
-_Add = tuple[Literal["add"], str, StreamEvent]
-_End = tuple[Literal["end"], str, str, bytes]  # marker id, closed/aborted
-_Discard = tuple[Literal["discard"], str, str]  # DEL + end marker id
-_Op = _Reset | _Add | _End | _Discard
-
-
 class RedisStreamBridge(MemoryStreamBridge):
     """Cross-process StreamBridge (``redis_url``). Run ``run`` in the runtime's task group.
 
     Args:
         client: a ``redis.asyncio.Redis`` (bytes responses: ``decode_responses=False``).
         limits: the bounds of every log, local and in Redis.
-        key_prefix: prefix of every key (the key layout is in the module docstring).
+        key_prefix: prefix of every key (the key layout is in redis_layout.py).
         live_ttl_s: TTL of a live run's stream (default ``max(4 x retention_s, 60)``).
         block_ms: how long one remote reader's ``XREAD`` blocks before it checks that its
             stream still exists.
@@ -148,33 +107,42 @@ class RedisStreamBridge(MemoryStreamBridge):
         self._redis = client
         self._announce = client.register_script(_ANNOUNCE_LUA)
         self.key_prefix = key_prefix
-        self.live_ttl_s = live_ttl_s if live_ttl_s is not None else max(
-            4 * self.limits.retention_s, 60.0)
-        self.max_queued = max_queued
-        self._ops: list[_Op] = []
-        self._trimmed: dict[str, int] = {}  # run_id -> local log base already trimmed in Redis
-        self._wake = anyio.Event()
-        self._lock = anyio.Lock()
-        self._retry_s = 0.0
+        self._writer = RedisStreamWriter(
+            client, self._logs, self.key, self.limits, max_queued=max_queued,
+            live_ttl_s=live_ttl_s if live_ttl_s is not None else max(
+                4 * self.limits.retention_s, 60.0))
         self._reader = RedisStreamReader(client, self.key, self.limits, block_ms=block_ms,
                                          gone_grace_s=gone_grace_s)
         self._replicas: dict[str, _Replica] = self._reader.replicas  # the same dict (tests)
-        self._may_write: Callable[[str], bool] | None = None
+
+    @property
+    def live_ttl_s(self) -> float:
+        """TTL of a live run's stream (constructor argument)."""
+        return self._writer.live_ttl_s
+
+    @property
+    def max_queued(self) -> int:
+        """Ops kept for Redis while it is unreachable (constructor argument)."""
+        return self._writer.max_queued
+
+    @property
+    def _ops(self) -> list[_Op]:
+        """The writer's queue, in order (tests)."""
+        return self._writer.ops
 
     def set_fence(self, may_write: Callable[[str], bool]) -> None:
         """Fence this process's Redis writes (limit 7): ``may_write(run_id)`` is asked for
         every queued op of a run when its batch is sent, and the run's ops are dropped when
         it answers False (the cluster run manager: the attempt's lease expired locally or
         was lost, so the stream is another attempt's now)."""
-        self._may_write = may_write
+        self._writer.may_write = may_write
 
     def forget(self, run_id: str) -> None:
         """Drop the run's local log and its queued Redis ops WITHOUT writing anything to
         Redis (the run was taken over by another process, which owns its stream now): local
         subscribers end with ``StreamAborted`` (their clients reconnect and are served from
         Redis)."""
-        self._ops = [op for op in self._ops if op[1] != run_id]
-        self._trimmed.pop(run_id, None)
+        self._writer.forget(run_id)
         super().abort(run_id)
 
     @classmethod
@@ -237,8 +205,7 @@ class RedisStreamBridge(MemoryStreamBridge):
         """Open the run's log; a run this process does not hold yet gets a fresh Redis stream
         (its old one, a crashed attempt's, is deleted first: invariant 1)."""
         if not self.has(run_id):
-            self._queue(("reset", run_id, f"{self._now_ms()}-0"))
-            self._trimmed.pop(run_id, None)
+            self._writer.reset(run_id, f"{self._now_ms()}-0")
         super().open(run_id, thread_id)
 
     async def prepare_open(self, run_id: str, timeout_s: float = 2.0) -> None:
@@ -301,21 +268,21 @@ class RedisStreamBridge(MemoryStreamBridge):
         """Publish in memory and queue the event for Redis (never waits, never raises)."""
         item = super().publish(run_id, event, data)
         if item is not None:
-            self._queue(("add", run_id, item))
+            self._writer.queue(("add", run_id, item))
         return item
 
     def close(self, run_id: str) -> None:
         """End the run's stream: locally, and with an end marker and ``retention_s`` TTL."""
         log = self._logs.get(run_id)
         if log is not None and not log.closed:
-            self._queue(("end", run_id, f"{self._now_ms()}-{log.end + 1}", _CLOSED))
+            self._writer.queue(("end", run_id, f"{self._now_ms()}-{log.end + 1}", _CLOSED))
         super().close(run_id)
 
     def abort(self, run_id: str) -> None:
         """End the run's stream without an end: readers everywhere raise ``StreamAborted``."""
         log = self._logs.get(run_id)
         if log is not None and not log.closed:
-            self._queue(("end", run_id, f"{self._now_ms()}-{log.end + 1}", _ABORTED))
+            self._writer.queue(("end", run_id, f"{self._now_ms()}-{log.end + 1}", _ABORTED))
         super().abort(run_id)
 
     def discard(self, run_id: str) -> None:
@@ -325,17 +292,8 @@ class RedisStreamBridge(MemoryStreamBridge):
         the run (a finished run deleted through another process; the process that ran it
         keeps serving its local copy to its own joins until ``retention_s``)."""
         log = self._logs.get(run_id)
-        self._queue(("discard", run_id, f"{self._now_ms()}-{log.end + 1 if log else 1}"))
+        self._writer.queue(("discard", run_id, f"{self._now_ms()}-{log.end + 1 if log else 1}"))
         super().discard(run_id)
-
-    def _queue(self, op: _Op) -> None:
-        self._ops.append(op)
-        if len(self._ops) > self.max_queued:
-            drop = len(self._ops) - self.max_queued
-            logger.warning("Redis unreachable: dropping %d queued stream ops (run_id %s ...)",
-                           drop, self._ops[0][1])
-            del self._ops[:drop]
-        self._wake.set()
 
     async def run(self) -> None:
         """The bridge's two tasks: the reader (``RedisStreamReader.run``) and the flusher,
@@ -344,145 +302,15 @@ class RedisStreamBridge(MemoryStreamBridge):
         every open run's stream every ``live_ttl_s / 4``. Never returns; cancel it to stop."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._reader.run, name="redis stream reader")
-            await self._flush_loop()
-
-    async def _flush_loop(self) -> None:
-        refresh_every = self.live_ttl_s / 4
-        next_refresh = time.monotonic() + refresh_every
-        while True:
-            with anyio.move_on_after(max(0.0, next_refresh - time.monotonic())):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            try:
-                await self.flush()
-                if time.monotonic() >= next_refresh:
-                    await self._refresh_ttls()
-                    next_refresh = time.monotonic() + refresh_every
-                self._retry_s = 0.0
-            except Exception:  # Redis is a cache: never stop the runs (invariant 4)
-                self._retry_s = min(max(0.1, self._retry_s * 2), 2.0)
-                logger.exception("writing stream events to Redis failed; retrying in %.1f s",
-                                 self._retry_s)
-                await anyio.sleep(self._retry_s)
-                self._wake.set()
-
-    async def _refresh_ttls(self) -> None:
-        live = [run_id for run_id, log in self._logs.items() if not log.closed]
-        if not live:
-            return
-        ttl_ms = int(self.live_ttl_s * 1000)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for run_id in live:
-                pipe.pexpire(self.key(run_id), ttl_ms)
-            await pipe.execute()
+            await self._writer.run()
 
     async def flush(self) -> None:
-        """Send every queued op now, in order (one pipeline).
+        """Send every queued op now, in order (one pipeline: ``RedisStreamWriter.flush``).
 
         Raises:
             redis.exceptions.RedisError: the batch did not reach Redis; it is queued again.
         """
-        async with self._lock:
-            ops, self._ops = self._ops, []
-            if self._may_write is not None and ops:
-                fenced = {op[1] for op in ops if not self._may_write(op[1])}
-                if fenced:
-                    logger.warning("dropping stream writes of run_id %s: this process's lease "
-                                   "of the run is gone", ", ".join(sorted(fenced)))
-                    ops = [op for op in ops if op[1] not in fenced]
-            if not ops:
-                return
-            try:
-                # a DEL and its new start in one MULTI/EXEC, so no reader sees the stream
-                # missing in between (invariant 3); other batches need no transaction
-                atomic = any(op[0] != "add" and op[0] != "end" for op in ops)
-                async with self._redis.pipeline(transaction=atomic) as pipe:
-                    trims: dict[str, int] = {}
-                    labels = await self._build(pipe, ops, trims)
-                    results = await pipe.execute(raise_on_error=False)
-            except BaseException:
-                self._ops[:0] = ops  # sent again: a repeated XADD is refused, harmlessly
-                raise
-            for run_id, base in trims.items():
-                if base < 0:
-                    self._trimmed.pop(run_id, None)
-                else:
-                    self._trimmed[run_id] = base
-            for label, result in zip(labels, results, strict=True):
-                if label[0] == "XADD" and isinstance(result, int) and result:
-                    logger.debug("Redis refused %d event(s) of run_id %s", result, label[1])
-                elif isinstance(result, ResponseError):
-                    # an id at or below the top: a retried batch or a stale owner (limit 7)
-                    logger.debug("Redis refused %s for run_id %s: %s", label[0], label[1],
-                                 result)
-                elif isinstance(result, Exception):
-                    logger.warning("Redis %s for run_id %s failed: %s", label[0], label[1],
-                                   result)
-
-    async def _build(
-        self, pipe: Any, ops: list[_Op], trims: dict[str, int]
-    ) -> list[tuple[str, str]]:
-        """Queue ``ops`` on ``pipe``: a run's consecutive events go in one ``_APPEND`` script
-        call (with the trim and the rolling TTL), markers as plain commands, each run's ops
-        in their order; the trims it adds go to ``trims`` (run_id -> base)."""
-        maxlen = self.limits.max_events_per_run + 2  # + the markers
-        live_ms = int(self.live_ttl_s * 1000)
-        retention_ms = max(1, int(self.limits.retention_s * 1000))
-        labels: list[tuple[str, str]] = []
-        pending: dict[str, list[StreamEvent]] = {}
-
-        async def append(run_id: str, ttl_ms: int | str) -> None:
-            args: list[Any] = [maxlen, ttl_ms, self._minid(run_id, trims)]
-            for item in pending.pop(run_id, ()):
-                args += (item.id, item.event, item.data)
-            # EVAL with the body, not a Script object: a pipeline holding Script calls first
-            # asks Redis whether they are loaded (SCRIPT EXISTS), one more round trip per
-            # batch; and EVAL never meets NOSCRIPT (a restarted Redis), which EVALSHA would in
-            # the middle of a batch whose end marker had landed
-            pipe.eval(_APPEND_LUA, 1, self.key(run_id), *args)
-            labels.append(("XADD", run_id))
-
-        for op in ops:
-            run_id = op[1]
-            if op[0] == "add":
-                item = op[2]
-                log = self._logs.get(run_id)
-                if log is None or item.seq > log.base:  # else dropped locally (invariant 2)
-                    pending.setdefault(run_id, []).append(item)
-                continue
-            if run_id in pending:
-                await append(run_id, "")
-            key = self.key(run_id)
-            if op[0] == "reset":
-                pipe.delete(key)
-                pipe.xadd(key, {_FIELD_START: b"1"}, id=op[2])
-                pipe.pexpire(key, live_ms)
-                labels += [("DEL", run_id), ("XADD start", run_id), ("PEXPIRE", run_id)]
-                continue
-            if op[0] == "end":
-                if minid := self._minid(run_id, trims):
-                    pipe.xtrim(key, minid=minid, approximate=False)
-                    labels.append(("XTRIM", run_id))
-                pipe.xadd(key, {_FIELD_END: op[3]}, id=op[2])
-            else:  # discard
-                pipe.delete(key)
-                pipe.xadd(key, {_FIELD_END: _CLOSED}, id=op[2])
-                labels.append(("DEL", run_id))
-            pipe.pexpire(key, retention_ms)
-            labels += [("XADD end", run_id), ("PEXPIRE", run_id)]
-            trims[run_id] = -1  # ended: forget it
-        for run_id in list(pending):  # still live: trim to the local log, roll the TTL
-            await append(run_id, live_ms)
-        return labels
-
-    def _minid(self, run_id: str, trims: dict[str, int]) -> str:
-        """The id to trim the run's stream to (``XTRIM MINID``), or "" when nothing to trim."""
-        log = self._logs.get(run_id)
-        if log is None or not log.events or log.base <= max(self._trimmed.get(run_id, 0),
-                                                           trims.get(run_id, 0)):
-            return ""
-        trims[run_id] = log.base
-        return log.events[0].id
+        await self._writer.flush()
 
     # ---- reading ------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The reader half of ``RedisStreamBridge`` (runtime/bridge/redis.py): a subscription to a run
 that another process executes reads the run's Redis Stream (replay after the cursor, then live,
-until the end marker). The key layout and the writer half are in redis.py's docstring; the
-invariants and limits keep the numbers of that one list (redis.py has invariants 1-4 and
-limits 1 and 6-8).
+until the end marker). The key layout is in redis_layout.py's docstring, the writer half in
+redis.py's (and redis_writer.py's, its flusher); the invariants and limits keep the numbers of
+that one list (redis.py has invariants 1-4 and limits 1 and 6-8).
 
 What it owns: this process's replicas of remote runs' streams and the one reader task that
 feeds them. ``RedisStreamBridge`` owns one ``RedisStreamReader``: its ``subscribe`` sends a run
@@ -68,20 +68,20 @@ from redis.exceptions import RedisError
 
 from runtime.bridge.memory import _read, _RunLog
 from runtime.bridge.protocol import REPLAY, BridgeLimits, Cursor
+from runtime.bridge.redis_layout import (
+    _ABORTED,
+    _FIELD_DATA,
+    _FIELD_END,
+    _FIELD_EVENT,
+    _FIELD_START,
+    _fields,
+    _parse_id,
+)
 from runtime.types import StreamEvent, StreamGap
 
 logger = logging.getLogger(__name__)
 
 _READ_COUNT = 512  # entries per XREAD
-# the fields of a stream entry (the key layout in redis.py's docstring); the writer uses them too
-_FIELD_EVENT, _FIELD_DATA, _FIELD_END, _FIELD_START = b"event", b"data", b"end", b"start"
-_CLOSED, _ABORTED = b"closed", b"aborted"
-
-
-def _parse_id(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class RedisStreamReader:
@@ -355,10 +355,6 @@ class RedisStreamReader:
                 replica.gone_since = now
             elif now - replica.gone_since >= self.gone_grace_s:
                 self._vanish(replica)
-
-
-def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class _Replica:
