@@ -44,3 +44,29 @@ for (const [name, KEYED, KEY] of CASES) {
     }
   });
 }
+
+test("the header's key button gives a key to a page opened without one", { skip: !CASES[0][1], timeout: 60_000 }, async () => {
+  const [, url, key] = CASES[0];
+  const { context, page, requests } = await openPage(browser, "/", { origin: url });
+  try {
+    const button = page.getByTestId("api-key");
+    assert.equal(await button.getAttribute("data-has-key"), "false");
+    page.once("dialog", (dialog) => dialog.accept(key));
+    await Promise.all([page.waitForEvent("load"), button.click()]);
+    await page.getByTestId("input").waitFor();
+    assert.equal(await page.getByTestId("api-key").getAttribute("data-has-key"), "true");
+    const before = requests.length;
+    await send(page, "what is 12*(3+4)?");
+    await waitForAiText(page, "The result is 84.", 20_000);
+    await waitIdle(page);
+    const api = requests.slice(before).filter((r) => !r.path.startsWith("/ui"));
+    assert.ok(api.length >= 1);
+    for (const r of api) assert.equal(r.headers["x-api-key"], key, `${r.method} ${r.path}`);
+    // and clearing it: the next requests go without one (401s)
+    page.once("dialog", (dialog) => dialog.accept(""));
+    await Promise.all([page.waitForEvent("load"), page.getByTestId("api-key").click()]);
+    assert.equal(await page.getByTestId("api-key").getAttribute("data-has-key"), "false");
+  } finally {
+    await context.close();
+  }
+});

@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { useStream } from "@langchain/langgraph-sdk/react";
+import KeyButton from "./KeyButton.jsx";
 import { Message } from "./messages.jsx";
 import { ThreadList } from "./ThreadList.jsx";
 import { readParams, writeParam } from "./url.js";
@@ -348,6 +349,7 @@ export function App() {
           <span className="status" data-testid="status" data-loading={busy ? "true" : "false"}>
             {busy ? "running…" : "idle"}
           </span>
+          <KeyButton hasKey={Boolean(initial.apiKey)} />
         </header>
         <p className="chat-ids">
           thread <code data-testid="thread-id">{threadId ?? "(none yet)"}</code>

@@ -4,8 +4,9 @@
 //   ?delay=<seconds>      passed to runs as config.configurable.delay (slow test graphs)
 //   ?apiUrl=<url>         the gateway (default: the page's own origin, which serves /ui;
 //                         under `npm run dev`, http://127.0.0.1:8123)
-//   ?apiKey=<key>         for a gateway with `auth.api_keys`: kept in this browser's
-//                         localStorage and removed from the address bar (links do not carry it)
+//   ?apiKey=<key>         for a gateway with `auth.api_keys` or custom auth: kept in this
+//                         browser's localStorage and removed from the address bar (links do not
+//                         carry it); the header's "key" button (KeyButton.jsx) sets it too
 
 export function readParams() {
   const params = new URLSearchParams(window.location.search);
@@ -32,6 +33,16 @@ function readApiKey(params) {
     return given || undefined; // storage disabled: the key lives as long as the page
   } finally {
     if (given) writeParam("apiKey", null);
+  }
+}
+
+/** Keep `value` as this browser's key for the gateway (an empty value clears it). */
+export function storeApiKey(value) {
+  try {
+    if (value) window.localStorage.setItem(API_KEY, value);
+    else window.localStorage.removeItem(API_KEY);
+  } catch {
+    // storage disabled: nothing can be kept across the reload
   }
 }
 
