@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runtime.auth_filter import AuthFilter
 from runtime.errors import BadRequest
 from runtime.ids import now_iso, uuid7
 from runtime.types import MultitaskStrategy, Run, RunStatus
@@ -30,6 +31,8 @@ class RunSpec:
             result, never from the request body; None without authentication.
         thread_metadata: metadata of a thread this run creates (stateless, or
             ``if_not_exists="create"``), e.g. the owner an authorization handler stamped.
+        thread_filter: an authorization filter the run's thread must pass, checked in the
+            admission's transaction (runtime/auth_filter.py); None: no check.
     """
 
     assistant_id: str
@@ -53,6 +56,7 @@ class RunSpec:
     webhook: str | None = None
     auth: dict[str, Any] | None = None
     thread_metadata: dict[str, Any] = field(default_factory=dict)
+    thread_filter: AuthFilter | None = None
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,12 @@ async def guard_run_create(
     if not exists and (spec.thread_id is None or spec.if_not_exists == "create"):
         thread_metadata, _ = await create_thread_metadata(request, spec.thread_id,
                                                           dict(metadata), "do_nothing")
-    return replace(spec, metadata=dict(metadata), thread_metadata=thread_metadata, auth=auth)
+    # checked again in the admission's transaction: a thread someone else creates between
+    # this look and the admission is refused, not joined. Not when the thread this run would
+    # create fails the filter itself (a handler that stamps nothing): the run goes ahead as in
+    # the reference, its thread hidden from its creator.
+    recheck = found if exists or found is None or found.matches(thread_metadata) else None
+    return replace(spec, metadata=dict(metadata), thread_metadata=thread_metadata, auth=auth,
+                   thread_filter=recheck)
 
 

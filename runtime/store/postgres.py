@@ -67,6 +67,7 @@ from runtime.store.postgres_schema import (
     RUN_COLS,
     THREAD_COLS,
     admission_error,
+    admit_checked,
     loads_json,
     merge_patch,
     outcome_args,
@@ -274,9 +275,12 @@ class PostgresStore(PostgresClaims):
     async def admit_run(
         self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
         require_interrupted: bool = False, start_if_idle: bool = False,
+        visible: AuthFilter | None = None,
     ) -> list[Run]:
         """Insert ``run`` as ``pending`` (``running`` with ``start_if_idle`` on an idle
         thread) and mark its thread ``busy``, atomically, under the thread row's lock.
+        ``visible``: an authorization filter the thread must pass, checked in the admission's
+        transaction (``admit_checked``).
 
         Returns:
             The thread's runs that were already pending or running, oldest first.
@@ -291,7 +295,8 @@ class PostgresStore(PostgresClaims):
         meta, kwargs = to_jsonb(run.metadata, "metadata"), to_jsonb(run.kwargs, "kwargs")
         thread_meta = to_jsonb(thread_metadata or {}, "metadata")
         try:
-            rows = await self._fetchall(
+            rows = await admit_checked(
+                self._pool, run.thread_id, visible,
                 f"SELECT {RUN_COLS} FROM {self._admit_fn}(%s, %s, %s, %s, %s, %s::jsonb, "
                 "%s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
                 (

@@ -59,11 +59,13 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from runtime.auth_filter import AuthFilter
 from runtime.ids import now_iso
 from runtime.store.postgres_schema import (
     RUN_COLS,
     RUNS_CHANNEL,
     admission_error,
+    admit_checked,
     outcome_args,
     run_from_row,
     to_jsonb,
@@ -136,8 +138,10 @@ class PostgresClaims:
     async def admit_run_leased(
         self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
         require_interrupted: bool = False, owner: str | None = None, lease_s: float = 30.0,
+        visible: AuthFilter | None = None,
     ) -> tuple[list[Run], str | None]:
-        """``admit_run`` (one transaction, same errors), and when ``owner`` is given, the
+        """``admit_run`` (one transaction, same errors, ``visible`` as there), and when
+        ``owner`` is given, the
         thread runs nothing and the run is due at once: the run is stored ``running`` under a
         new lease of ``owner`` (``lease_s`` seconds, DB clock), as a claim would leave it. The
         cluster's fast path: one transaction instead of an admission and a claim.
@@ -152,7 +156,8 @@ class PostgresClaims:
         meta, kwargs = to_jsonb(run.metadata, "metadata"), to_jsonb(run.kwargs, "kwargs")
         thread_meta = to_jsonb(thread_metadata or {}, "metadata")
         try:
-            rows = await self._fetchall_claims(
+            rows = await admit_checked(
+                self._pool, run.thread_id, visible,
                 f"SELECT o_token::text, {_RUN_FIELDS} FROM gw_admit_run_leased_v1("
                 "%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, "
                 "%s::jsonb, %s, %s, %s)",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 if TYPE_CHECKING:
     from runtime.auth_filter import AuthFilter
@@ -156,6 +157,34 @@ def auth_clause(auth: AuthFilter, args: list[Any], column: str = "metadata") -> 
         parts.append(f"{column} @> %s::jsonb")
         args.append(text.decode())
     return "(" + " OR ".join(parts) + ")" if parts else "false"
+
+
+async def admit_checked(
+    pool: AsyncConnectionPool[Any], thread_id: str, visible: AuthFilter | None, sql: str,
+    args: tuple[Any, ...],
+) -> list[Any]:
+    """Run an admission statement; with ``visible`` (an authorization filter), in a
+    transaction that then reads the thread's metadata and rolls everything back unless it
+    passes: a thread another user created since the caller looked is refused as a missing one
+    (the admission's ``ON CONFLICT`` waited for that creator's commit, so the read sees it).
+
+    Raises:
+        ThreadNotFound: ``Thread or assistant not found.``, the filter hides the thread.
+        psycopg.Error: as the statement.
+    """
+    async with pool.connection() as conn:
+        rows: list[Any]
+        if visible is None:
+            rows = await (await conn.execute(sql, args)).fetchall()
+            return rows
+        async with conn.transaction():
+            rows = await (await conn.execute(sql, args)).fetchall()
+            cur = await conn.execute("SELECT metadata FROM threads WHERE thread_id = %s",
+                                     (thread_id,))
+            found = await cur.fetchone()
+            if found is None or not visible.matches(found[0]):
+                raise ThreadNotFound(thread_id, "Thread or assistant not found.")
+            return rows
 
 
 def admission_error(exc: psycopg.Error, thread_id: str) -> Exception:

@@ -75,9 +75,12 @@ class RunStore(Protocol):
     async def admit_run(
         self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
         require_interrupted: bool = False, start_if_idle: bool = False,
+        visible: AuthFilter | None = None,
     ) -> list[Run]:
         """Insert ``run`` ``pending`` (or ``running`` with ``start_if_idle`` on an idle
         thread) and mark its thread ``busy``, atomically; the runs that were already active.
+        ``visible``: an authorization filter the thread's metadata must pass, in the same
+        transaction (else ThreadNotFound, nothing stored).
         Raises ThreadNotFound, ThreadBusy (reject), BadRequest (nothing to resume)."""
 
     async def mark_running(self, run_id: str) -> Run | None:
@@ -205,10 +208,11 @@ class RunClaims(Protocol):
     async def admit_run_leased(
         self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
         require_interrupted: bool = False, owner: str | None = None, lease_s: float = 30.0,
+        visible: AuthFilter | None = None,
     ) -> tuple[list[Run], str | None]:
-        """``admit_run``; with ``owner``, a run that can start at once is stored ``running``
-        under a new lease of ``owner`` in the same transaction. The active runs and the new
-        run's lease token (None: it stays pending)."""
+        """``admit_run`` (``visible`` as there); with ``owner``, a run that can start at once
+        is stored ``running`` under a new lease of ``owner`` in the same transaction. The
+        active runs and the new run's lease token (None: it stays pending)."""
 
     async def renew_leases(
         self, owner: str, tokens: dict[str, str], lease_s: float

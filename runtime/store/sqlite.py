@@ -210,6 +210,7 @@ class SqliteStore:
     async def admit_run(
         self, run: Run, *, create_thread: bool, thread_metadata: dict[str, Any] | None = None,
         require_interrupted: bool = False, start_if_idle: bool = False,
+        visible: AuthFilter | None = None,
     ) -> list[Run]:
         """Insert ``run`` as ``pending`` and mark its thread ``busy``, atomically.
 
@@ -221,6 +222,9 @@ class SqliteStore:
             start_if_idle: insert it ``running`` straight away when the thread has no pending
                 or running run (the caller has reserved a slot): admission and start in one
                 transaction.
+            visible: an authorization filter the thread's metadata must pass, checked in the
+                admission's transaction (a thread another user created meanwhile is refused
+                as a missing one).
 
         Returns:
             The thread's runs that were already pending or running, oldest first. Empty with
@@ -235,8 +239,11 @@ class SqliteStore:
         now = run.created_at
 
         def op(db: Db) -> list[Run]:
-            row = db.execute("SELECT rest_status FROM threads WHERE thread_id = ?",
+            row = db.execute("SELECT rest_status, metadata FROM threads WHERE thread_id = ?",
                              (run.thread_id,)).fetchone()
+            if visible is not None and not visible.matches(
+                    orjson.loads(row[1]) if row is not None else thread_metadata):
+                raise ThreadNotFound(run.thread_id, "Thread or assistant not found.")
             if row is None:
                 if not create_thread:
                     raise ThreadNotFound(run.thread_id, "Thread or assistant not found.")

@@ -24,6 +24,8 @@ import anyio
 import pytest
 from psycopg import AsyncConnection
 
+from runtime.auth_filter import AuthFilter
+from runtime.errors import ThreadNotFound
 from runtime.ids import now_iso, uuid7
 from runtime.store.postgres import PostgresStore
 from runtime.store.postgres_claims import LEASE_HELD_SQL
@@ -678,6 +680,29 @@ async def test_admission_sweep_finish_and_hand_back_notify_the_claimers(pg_url: 
         assert await notified()
         await store.notify_pending()
         assert await notified()
+
+
+async def test_a_leased_admission_checks_an_auth_filter(claims: PostgresStore) -> None:
+    """``visible`` on the cluster's fast path: another user's thread is refused as missing,
+    with no run, no lease and no thread left behind."""
+    bobs = str(uuid4())
+    await claims.create_thread(bobs, {"owner": "bob"})
+    alice = AuthFilter.parse({"owner": "alice"})
+    hidden = new_run(bobs)
+    with pytest.raises(ThreadNotFound):
+        await claims.admit_run_leased(hidden, create_thread=True, owner="p1", lease_s=LEASE_S,
+                                      visible=alice)
+    assert await claims.get_run(hidden.run_id) is None
+    fresh = new_run(str(uuid4()))
+    with pytest.raises(ThreadNotFound):  # created without alice's stamp: rolled back too
+        await claims.admit_run_leased(fresh, create_thread=True, owner="p1", lease_s=LEASE_S,
+                                      visible=alice)
+    assert await claims.count_threads() == 1
+    mine = new_run(str(uuid4()))
+    active, token = await claims.admit_run_leased(
+        mine, create_thread=True, thread_metadata={"owner": "alice"}, owner="p1",
+        lease_s=LEASE_S, visible=alice)
+    assert active == [] and token is not None
 
 
 async def test_a_leased_admission_starts_only_on_an_idle_thread(claims: PostgresStore) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from runtime.auth_filter import AuthFilter
 from runtime.errors import BadRequest, InvalidRequest, ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.ids import now_iso, uuid7
 from runtime.store.protocol import Store
@@ -154,6 +155,31 @@ async def test_admit_run_on_missing_thread_without_create_inserts_nothing(
         await store.admit_run(run, create_thread=False)
     assert await store.get_run(run.run_id) is None
     assert await store.count_threads() == 0
+
+
+async def test_admission_checks_an_auth_filter_in_its_transaction(store: Store) -> None:
+    """``visible``: a thread whose metadata the caller's filter hides (e.g. created by another
+    user a moment before) is refused as a missing one, with nothing stored; a thread the
+    admission creates is checked against the metadata it is given."""
+    alice = AuthFilter.parse({"owner": "alice"})
+    await store.create_thread("bobs", {"owner": "bob"})
+    hidden = new_run("bobs")
+    with pytest.raises(ThreadNotFound, match="Thread or assistant not found"):
+        await store.admit_run(hidden, create_thread=True, visible=alice)
+    assert await store.get_run(hidden.run_id) is None
+    assert (await store.get_thread("bobs")).status == ThreadStatus.IDLE
+    await store.create_thread("alices", {"owner": "alice"})
+    assert await store.admit_run(new_run("alices"), create_thread=True, visible=alice) == []
+    made = new_run("new")
+    assert await store.admit_run(made, create_thread=True, thread_metadata={"owner": "alice"},
+                                 visible=alice) == []
+    assert (await store.get_thread("new")).metadata["owner"] == "alice"
+    unowned = new_run("unowned")
+    with pytest.raises(ThreadNotFound):
+        await store.admit_run(unowned, create_thread=True, visible=alice)
+    assert await store.get_run(unowned.run_id) is None
+    with pytest.raises(ThreadNotFound):
+        await store.get_thread("unowned")  # rolled back with the run
 
 
 async def test_admit_run_reject_raises_thread_busy_and_inserts_nothing(store: Store) -> None:
