@@ -99,7 +99,8 @@ _CATEGORIES: list[tuple[str, str, re.Pattern[str]]] = [
      re.compile(r"^(Pregel\.astream|arun_with_retry|Runnable(Callable|Seq)\.|AsyncPregelLoop\.|"
                 r"PregelRunner\.|FuturesDict\.)")),
     ("run task: encode + publish events (execute_run)", "any", re.compile(r"^execute_run ")),
-    ("run finalize (final state read, store write)", "any", re.compile(r"^RunManager\._finalize ")),
+    ("run finalize (final state read, store write)", "any",
+     re.compile(r"^RunExecution\._finalize ")),
     ("run admission (create: validation, store insert)", "any",
      re.compile(r"^RunManager\.create ")),
     ("scheduler (mark running)", "any", re.compile(r"^RunManager\._dispatch ")),
