@@ -16,7 +16,7 @@ Invariants:
 3. Every method is one transaction. Admission (busy check + insert + thread ``busy``) and
    finalization (run status + thread status, values, interrupts) are each one call of a
    PL/pgSQL function of the schema (``gw_admit_run_v1``, ``gw_finish_run_v1``,
-   ``gw_delete_run_v1``: one round trip, postgres_migrations.py); the other methods are one
+   ``gw_delete_run_v1``: one round trip, postgres_functions.py); the other methods are one
    statement, or a short transaction of a few.
 4. ``threads.status`` is ``busy`` while the thread has a pending or running run; otherwise it
    is ``rest_status``. Every transaction that reads a thread's active runs to decide its status

@@ -3,7 +3,7 @@ processes on one database share the pending runs, each run executed by one lease
 time, and a dead or frozen holder's runs taken over (design.md 9, scale-out.md (b) steps 3-7, 10).
 
 ``PostgresStore`` inherits these methods (``PostgresClaims``); the SQL is schema version 2's
-PL/pgSQL functions (postgres_migrations.py ``MIGRATION_V2``): each method is one statement, so one
+PL/pgSQL functions (postgres_functions.py ``MIGRATION_V2``): each method is one statement, so one
 round trip and one transaction.
 
 Invariants:
@@ -48,7 +48,7 @@ Deliberate differences from LangGraph Platform (scale-out.md 1.2):
    the rollback still to do until then.
 4. ``not_before`` is the admitting process's clock (invariant 1). A DB-clock due time needs the
    admission instant on the DB clock, i.e. a new column, which a rolling deploy cannot add
-   (postgres_migrations.py, ``MIGRATION_V2``); with NTP the skew is milliseconds.
+   (postgres_functions.py, ``MIGRATION_V2``); with NTP the skew is milliseconds.
 """
 
 from __future__ import annotations
