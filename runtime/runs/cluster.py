@@ -297,6 +297,7 @@ class ClusterRunManager(LeaseKeeping, RunManager):
                                      **spec.thread_metadata},
                     require_interrupted=bool(spec.command and "resume" in spec.command),
                     owner=self.owner if start else None, lease_s=self.lease_s,
+                    visible=spec.thread_filter,
                 )
             except BaseException:
                 if start:

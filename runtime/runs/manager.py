@@ -238,7 +238,7 @@ class RunManager(RunExecution, RunCancels, RunReads):
                     thread_metadata={**({"graph_id": run.graph_id} if spec.thread_id else {}),
                                      **spec.thread_metadata},
                     require_interrupted=bool(spec.command and "resume" in spec.command),
-                    start_if_idle=start,
+                    start_if_idle=start, visible=spec.thread_filter,
                 )
             except BaseException:
                 self._handles.pop(run.run_id, None)
