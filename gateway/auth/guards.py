@@ -16,18 +16,13 @@ from starlette.requests import Request
 
 from gateway.auth.authorize import authorize
 from gateway.auth.custom import current_user
+from gateway.routes.common import runtime_of
 from runtime.assistants.directory import resolve_for_run
 from runtime.auth_filter import AuthFilter
-from runtime.core import Runtime
 from runtime.errors import AssistantNotFound, ThreadExists, ThreadNotFound
 from runtime.serialization import to_jsonable
 from runtime.spec import RunSpec
 from runtime.types import Thread
-
-
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
 
 
 async def guard_thread(
@@ -49,22 +44,12 @@ async def guard_thread(
         return None
     thread_id = value["thread_id"]
     try:
-        thread = await _runtime(request).store.get_thread(thread_id)
+        thread = await runtime_of(request).store.get_thread(thread_id)
     except ThreadNotFound:
         return found
     if not found.matches(thread.metadata):
         raise (missing or ThreadNotFound)(thread_id)
     return found
-
-
-async def visible_thread_or_none(request: Request, action: str, thread_id: str) -> bool:
-    """True when ``thread_id`` is missing or visible to the caller for ``threads.<action>``
-    (used by the bulk cancel, which skips what it may not see)."""
-    try:
-        await guard_thread(request, action, {"thread_id": thread_id})
-    except ThreadNotFound:
-        return False
-    return True
 
 
 async def create_thread_metadata(
@@ -127,7 +112,7 @@ async def _guard_run_assistant(request: Request, spec: RunSpec) -> None:
     Raises:
         AuthRefused: the handler refused. AssistantNotFound: the assistant is hidden.
     """
-    rt = _runtime(request)
+    rt = runtime_of(request)
     assistant = await resolve_for_run(rt.graphs, rt.store.assistants, spec.assistant_id)
     if assistant.system:
         return
@@ -173,7 +158,7 @@ async def guard_run_create(
     exists = False
     if spec.thread_id is not None:
         try:
-            thread = await _runtime(request).store.get_thread(spec.thread_id)
+            thread = await runtime_of(request).store.get_thread(spec.thread_id)
             exists = True
         except ThreadNotFound:
             pass
