@@ -55,8 +55,8 @@ async def authorize(
         resource: ``threads``, ``assistants``, ``crons`` or ``store``.
         action: ``create``, ``read``, ``update``, ``delete``, ``search``, ``create_run``,
             ``put``, ``get``, ``list_namespaces``.
-        value: the endpoint's value dict (module docstring of gateway/auth/custom.py lists
-            them); handlers may mutate it.
+        value: the endpoint's value dict (README "Authentication" lists them); handlers may
+            mutate it.
 
     Returns:
         The filter to enforce, or None (no custom auth, no handler, or no filter).
