@@ -23,7 +23,6 @@ enforced fails closed.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +68,6 @@ class AuthFilter:
         """True if ``document`` (a resource's metadata) satisfies the filter."""
         doc = document or {}
         return any(contains(doc, alt) for alt in self.alternatives)
-
-    def and_(self, other: AuthFilter | None) -> AuthFilter:
-        """Both filters at once (used when one request is checked by two handlers)."""
-        if other is None:
-            return self
-        merged = (_merge(a, b) for a, b in itertools.product(self.alternatives,
-                                                               other.alternatives))
-        return AuthFilter(tuple(m for m in merged if m is not None))
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
