@@ -53,6 +53,15 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine_config(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Config keys for a gateway on each storage engine in turn: SQLite (none), then a
+    PostgreSQL database of the test's own (``database_url``)."""
+    if request.param == "postgres":
+        return {"database_url": str(request.getfixturevalue("pg_url"))}
+    return {}
+
+
 @pytest.fixture
 def redis_prefix() -> Iterator[tuple[str, str]]:
     """``(redis_url, key_prefix)`` of this test's own (tests/services.py)."""

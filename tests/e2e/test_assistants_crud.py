@@ -25,12 +25,10 @@ VERSION_KEYS = ["assistant_id", "version", "graph_id", "config", "context", "met
                 "created_at", "name", "description"]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, make_gateway: Any) -> GatewayProcess:
-    if request.param == "postgres":
-        return make_gateway(  # type: ignore[no-any-return]
-            database_url=request.getfixturevalue("pg_url")).start()
-    return make_gateway().start()  # type: ignore[no-any-return]
+@pytest.fixture
+def server(make_gateway: Any, engine_config: dict[str, str]) -> GatewayProcess:
+    """A gateway on SQLite, then on PostgreSQL."""
+    return make_gateway(**engine_config).start()  # type: ignore[no-any-return]
 
 
 async def test_crud_versions_latest_search_round_trip(server: GatewayProcess) -> None:

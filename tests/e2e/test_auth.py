@@ -30,14 +30,12 @@ def hi(text: str = "hi") -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": text}]}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def example(request: pytest.FixtureRequest, make_gateway: Any) -> GatewayProcess:
+@pytest.fixture
+def example(make_gateway: Any, engine_config: dict[str, str]) -> GatewayProcess:
     """A gateway guarded by examples/auth.py, on SQLite and on PostgreSQL (the filters are
     SQL of each engine)."""
-    extra = {"database_url": request.getfixturevalue("pg_url")} \
-        if request.param == "postgres" else {}
     return make_gateway(  # type: ignore[no-any-return]
-        auth={"path": str(ROOT / "examples/auth.py") + ":auth"}, **extra).start()
+        auth={"path": str(ROOT / "examples/auth.py") + ":auth"}, **engine_config).start()
 
 
 async def _alice_thread(url: str) -> tuple[str, str]:

@@ -16,12 +16,10 @@ from tests.server import GatewayProcess
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, make_gateway: Any) -> GatewayProcess:
-    if request.param == "postgres":
-        return make_gateway(  # type: ignore[no-any-return]
-            database_url=request.getfixturevalue("pg_url")).start()
-    return make_gateway().start()  # type: ignore[no-any-return]
+@pytest.fixture
+def server(make_gateway: Any, engine_config: dict[str, str]) -> GatewayProcess:
+    """A gateway on SQLite, then on PostgreSQL."""
+    return make_gateway(**engine_config).start()  # type: ignore[no-any-return]
 
 
 async def test_items_round_trip_and_the_graph_shares_the_store(server: GatewayProcess) -> None:
